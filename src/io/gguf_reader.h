@@ -1,0 +1,75 @@
+// GGUF v2/v3 reader over a memory map: header, every metadata value type, tensor infos, and tensor views
+// that point into the map. Every offset, count and size is bounds-checked against the file before use;
+// a malformed file throws GgufError naming the file and the field or tensor that is wrong.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "io/mapped_file.h"
+#include "tensor/tensor_view.h"
+
+namespace gemmax {
+
+class GgufError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One metadata value. Arrays hold their elements already decoded (strings as std::string).
+struct GgufValue;
+using GgufArray = std::vector<GgufValue>;
+struct GgufValue {
+  // GGUF value type ids: 0 u8, 1 i8, 2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array,
+  // 10 u64, 11 i64, 12 f64.
+  uint32_t type = 0;
+  std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>> value;
+
+  // Numeric access with conversion; throws GgufError (naming `key`) when the value is not numeric.
+  int64_t as_int(const std::string& key) const;
+  double as_float(const std::string& key) const;
+  bool as_bool(const std::string& key) const;
+  const std::string& as_string(const std::string& key) const;
+  const GgufArray& as_array(const std::string& key) const;
+};
+
+class GgufReader {
+ public:
+  // Opens and parses `path`; throws GgufError on any malformed header, metadata or tensor info.
+  explicit GgufReader(const std::string& path);
+
+  const std::string& path() const { return file_.path(); }
+  uint32_t version() const { return version_; }
+  const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
+  const GgufValue* find(const std::string& key) const;
+  bool has(const std::string& key) const { return find(key) != nullptr; }
+
+  // Typed lookups; the `get_*` forms throw GgufError naming the missing or mistyped key.
+  int64_t get_int(const std::string& key) const;
+  double get_float(const std::string& key) const;
+  std::string get_string(const std::string& key) const;
+  std::optional<int64_t> find_int(const std::string& key) const;
+  std::optional<double> find_float(const std::string& key) const;
+  std::optional<std::string> find_string(const std::string& key) const;
+  std::optional<bool> find_bool(const std::string& key) const;
+
+  // Tensors in file order, shapes outermost-first (reversed from GGUF's ne[]).
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const TensorView* find_tensor(const std::string& name) const;
+  const TensorView& tensor(const std::string& name) const;  // throws naming the tensor
+
+ private:
+  MappedFile file_;
+  uint32_t version_ = 0;
+  std::map<std::string, GgufValue> metadata_;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> tensor_index_;
+};
+
+}  // namespace gemmax

@@ -1,0 +1,26 @@
+// Small per-row kernels of the transformer: RMSNorm, RoPE, GELU, softmax, tanh softcapping.
+#pragma once
+
+#include <cstdint>
+
+namespace gemmax {
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * gamma[i]; accumulates in f32 (double not needed).
+// Gemma's (1 + w) is folded into gamma by the caller. `out` may alias `x`.
+void rms_norm(const float* x, const float* gamma, int64_t n, float eps, float* out);
+
+// Rotate-half RoPE on one head vector of `head_dim` elements, in place: pairs (i, i + head_dim/2)
+// rotated by angle pos * inv_freq[i], inv_freq has head_dim/2 entries.
+void rope_rotate_half(float* x, int64_t head_dim, float pos, const float* inv_freq);
+
+// gelu with the tanh approximation (PyTorch's approximate="tanh"), gated: out[i] = gelu(gate[i]) * up[i].
+void gelu_tanh_gated(const float* gate, const float* up, int64_t n, float* out);
+float gelu_tanh(float x);
+
+// x[i] = cap * tanh(x[i] / cap).
+void softcap(float* x, int64_t n, float cap);
+
+// In-place numerically stable softmax.
+void softmax(float* x, int64_t n);
+
+}  // namespace gemmax

@@ -1,0 +1,28 @@
+// A persistent pool of worker threads created once; parallel_for splits [0, n) into contiguous chunks,
+// runs them on the workers and the calling thread, and returns when all are done. No allocation and no
+// thread creation per call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace gemmax {
+
+class ThreadPool {
+ public:
+  // `n_threads` includes the calling thread; 0 means hardware concurrency.
+  explicit ThreadPool(int n_threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const;
+  // fn(begin, end) over disjoint chunks covering [0, n); chunk boundaries are multiples of `grain`.
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace gemmax
