@@ -1,12 +1,14 @@
-// GGUF v2/v3 reader over a memory map: header, every metadata value type, tensor infos, and tensor views
-// that point into the map. Every offset, count and size is bounds-checked against the file before use;
-// a malformed file throws GgufError naming the file and the field or tensor that is wrong.
+// GGUF v2/v3 reader over a memory map: header, every metadata value type, tensor infos, and tensor
+// views that point into the map. Every offset, count and size is bounds-checked against the file
+// before use; a malformed file throws GgufError naming the file and the field or tensor that is
+// wrong.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -29,6 +31,9 @@ struct GgufValue {
   // GGUF value type ids: 0 u8, 1 i8, 2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array,
   // 10 u64, 11 i64, 12 f64.
   uint32_t type = 0;
+  // For arrays (type 9): the GGUF type id of the elements, kept so empty arrays still say what they
+  // hold.
+  uint32_t array_type = 0;
   std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>> value;
 
   // Numeric access with conversion; throws GgufError (naming `key`) when the value is not numeric.
@@ -43,9 +48,15 @@ class GgufReader {
  public:
   // Opens and parses `path`; throws GgufError on any malformed header, metadata or tensor info.
   explicit GgufReader(const std::string& path);
+  // Parses an in-memory GGUF image (fuzzing, tests). `bytes` must outlive the reader: tensor views
+  // point into it. `name` stands in for the path in error messages.
+  GgufReader(std::span<const std::byte> bytes, const std::string& name);
 
-  const std::string& path() const { return file_.path(); }
+  const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
+  // `general.alignment` (default 32) and the file offset where tensor data starts.
+  uint64_t alignment() const { return alignment_; }
+  uint64_t data_offset() const { return data_offset_; }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
   const GgufValue* find(const std::string& key) const;
   bool has(const std::string& key) const { return find(key) != nullptr; }
@@ -65,8 +76,13 @@ class GgufReader {
   const TensorView& tensor(const std::string& name) const;  // throws naming the tensor
 
  private:
-  MappedFile file_;
+  void parse(std::span<const std::byte> bytes);
+
+  std::unique_ptr<MappedFile> file_;  // null for in-memory images
+  std::string path_;
   uint32_t version_ = 0;
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
   std::map<std::string, GgufValue> metadata_;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> tensor_index_;
