@@ -338,8 +338,8 @@ def write_gguf(out_path: Path, cfg: dict, tensors: dict[str, np.ndarray], out_ty
             raise ConversionError(f"config.json: rope scaling type {kind!r} unsupported")
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(float(scaling["factor"]))
-    if cfg["attn_logit_softcapping"] is not None:
-        w.add_attn_logit_softcapping(float(cfg["attn_logit_softcapping"]))
+    # attn_logit_softcapping is deliberately not written: transformers' Gemma 3
+    # attention ignores it (only Gemma 2 applies it), and so does llama.cpp.
     if cfg["final_logit_softcapping"] is not None:
         w.add_final_logit_softcapping(float(cfg["final_logit_softcapping"]))
     # gemmax extension keys: values llama.cpp hard-codes for gemma3.

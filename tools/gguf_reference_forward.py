@@ -28,8 +28,8 @@ def field(reader: GGUFReader, key: str, default=None):
     return default if f is None else f.contents()
 
 
-def load_tensors(reader: GGUFReader) -> dict[str, np.ndarray]:
-    """Every tensor as f32 in row-major HF orientation (rows = GGUF ne[1])."""
+def load_tensors(reader: GGUFReader, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Every tensor (dequantized) in row-major HF orientation (rows = GGUF ne[1])."""
     out = {}
     for t in reader.tensors:
         shape = tuple(int(x) for x in reversed(t.shape))
@@ -37,7 +37,7 @@ def load_tensors(reader: GGUFReader) -> dict[str, np.ndarray]:
             data = np.asarray(t.data, dtype=np.float32)
         else:
             data = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
-        out[t.name] = data.reshape(shape).astype(np.float32)
+        out[t.name] = data.reshape(shape).astype(dtype)
     return out
 
 
@@ -53,17 +53,19 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
 def rope(x: np.ndarray, theta: float, scale: float) -> np.ndarray:
     """NeoX-style (rotate halves) rope; x: (T, heads, d). Linear scaling divides positions."""
     t, _, d = x.shape
-    inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float32) / d) / scale
-    ang = np.arange(t, dtype=np.float32)[:, None] * inv_freq[None, :]
+    inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=x.dtype) / d) / scale
+    ang = np.arange(t, dtype=x.dtype)[:, None] * inv_freq[None, :].astype(x.dtype)
     cos = np.concatenate([np.cos(ang)] * 2, axis=-1)[:, None, :]
     sin = np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :]
     rot = np.concatenate([-x[..., d // 2:], x[..., : d // 2]], axis=-1)
     return x * cos + rot * sin
 
 
-def forward(reader: GGUFReader, ids: list[int], embed_scale: float | None) -> np.ndarray:
+def forward(reader: GGUFReader, ids: list[int], embed_scale: float | None,
+            dtype=np.float32) -> np.ndarray:
+    """Logits (T, vocab) for one prompt; dtype=np.float64 gives a near-exact reference."""
     a = "gemma3"
-    W = load_tensors(reader)
+    W = load_tensors(reader, dtype)
     n_layer = field(reader, f"{a}.block_count")
     nq, nkv = field(reader, f"{a}.attention.head_count"), field(reader, f"{a}.attention.head_count_kv")
     hd = field(reader, f"{a}.attention.key_length")
@@ -74,14 +76,13 @@ def forward(reader: GGUFReader, ids: list[int], embed_scale: float | None) -> np
         if field(reader, f"{a}.rope.scaling.type") == "linear" else 1.0
     qpas = field(reader, f"{a}.attention.query_pre_attn_scalar")
     sliding = field(reader, f"{a}.attention.sliding_window_pattern")
-    attn_cap = field(reader, f"{a}.attn_logit_softcapping")
     final_cap = field(reader, f"{a}.final_logit_softcapping")
     hidden = W["token_embd.weight"].shape[1]
     if embed_scale is None:
         embed_scale = float(np.float32(math.sqrt(hidden)))
 
     T = len(ids)
-    x = W["token_embd.weight"][ids] * np.float32(embed_scale)
+    x = W["token_embd.weight"][ids] * dtype(embed_scale)
     i, j = np.arange(T)[:, None], np.arange(T)[None, :]
     for l in range(n_layer):
         p = f"blk.{l}."
@@ -93,11 +94,10 @@ def forward(reader: GGUFReader, ids: list[int], embed_scale: float | None) -> np
         q = rope(q, theta_swa, 1.0) if sliding[l] else rope(q, theta, scale)
         k = rope(k, theta_swa, 1.0) if sliding[l] else rope(k, theta, scale)
         group = nq // nkv
-        out = np.empty((T, nq, hd), dtype=np.float32)
+        out = np.empty((T, nq, hd), dtype=dtype)
         for hq in range(nq):
             s = (q[:, hq, :] @ k[:, hq // group, :].T) * qpas ** -0.5
-            if attn_cap is not None:
-                s = np.tanh(s / attn_cap) * attn_cap
+            # No attention softcapping: Gemma 3 (unlike Gemma 2) does not use it.
             s = np.where(visible, s, -np.inf)
             pr = np.exp(s - s.max(axis=-1, keepdims=True))
             out[:, hq, :] = (pr / pr.sum(axis=-1, keepdims=True)) @ v[:, hq // group, :]
@@ -121,13 +121,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--embed-scale", type=float, default=None,
                     help="default: golden's embed_scale (use the f32 sqrt with --embed-scale)")
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--f64", action="store_true", help="compute in float64")
     args = ap.parse_args(argv)
     golden = json.load(open(args.golden))
     scale = args.embed_scale if args.embed_scale is not None else golden["embed_scale"]
     reader = GGUFReader(args.gguf_path)
     worst = 0.0
     for ids, want in zip(golden["prompts"], golden[args.logits_key]):
-        got = forward(reader, ids, scale)
+        got = forward(reader, ids, scale, np.float64 if args.f64 else np.float32)
         worst = max(worst, float(np.max(np.abs(got - np.asarray(want, dtype=np.float32)))))
     print(f"{args.gguf_path} vs {args.golden}[{args.logits_key}]: max abs error {worst:.3g}")
     return 0 if worst <= args.tol else 1
