@@ -19,6 +19,10 @@ constexpr uint64_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;   // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;  // real files never nest; the bound keeps recursion shallow
 constexpr uint64_t kMaxAlignment = 1u << 30;
+// Each decoded array element costs ~48 bytes of GgufValue, so a file could ask for 48x its size in
+// memory. Cap the elements of all arrays together: 16M is ~20x a large tokenizer (3 arrays x
+// 262144).
+constexpr uint64_t kMaxArrayElements = uint64_t{1} << 24;
 
 enum ValueType : uint32_t {
   kU8 = 0,
@@ -91,6 +95,8 @@ class Cursor {
     throw GgufError(path_ + ": " + what + ": " + msg + " (at byte " + std::to_string(pos_) + ")");
   }
 
+  // `what` names the field for the error message; it is only read on failure, so hot loops pass a
+  // prebuilt string and allocate nothing per value.
   template <typename T>
   T read(const std::string& what) {
     static_assert(std::is_trivially_copyable_v<T>);
@@ -101,14 +107,30 @@ class Cursor {
     return value;
   }
 
-  std::string read_string(const std::string& what) {
-    const uint64_t len = read<uint64_t>(what + " length");
+  // A u64 length followed by that many bytes, assigned into `out` (no temporary string).
+  void read_string_into(const std::string& what, std::string& out) {
+    if (remaining() < sizeof(uint64_t)) fail(what, "file is truncated inside a string length");
+    const uint64_t len = read<uint64_t>(what);
     if (len > remaining()) {
       fail(what, "string length " + std::to_string(len) + " exceeds the " +
                      std::to_string(remaining()) + " bytes left");
     }
-    std::string s(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
+    out.assign(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
     pos_ += len;
+  }
+
+  // Counts array elements against kMaxArrayElements before they are allocated.
+  void charge_elements(uint64_t n, const std::string& what) {
+    if (n > kMaxArrayElements - elements_) {
+      fail(what, "metadata arrays hold more than " + std::to_string(kMaxArrayElements) +
+                     " elements in total");
+    }
+    elements_ += n;
+  }
+
+  std::string read_string(const std::string& what) {
+    std::string s;
+    read_string_into(what, s);
     return s;
   }
 
@@ -116,39 +138,35 @@ class Cursor {
   std::span<const std::byte> bytes_;
   const std::string& path_;
   size_t pos_ = 0;
+  uint64_t elements_ = 0;
 };
 
-GgufValue read_value(Cursor& in, uint32_t type, const std::string& what, int depth);
+void read_value(Cursor& in, uint32_t type, GgufValue& v, const std::string& what, int depth);
 
-GgufValue read_array(Cursor& in, const std::string& what, int depth) {
+void read_array(Cursor& in, GgufValue& v, const std::string& what, int depth) {
   if (depth >= kMaxArrayDepth) {
     in.fail(what, "arrays nested deeper than " + std::to_string(kMaxArrayDepth) + " levels");
   }
-  const uint32_t elem_type = in.read<uint32_t>(what + " element type");
+  const uint32_t elem_type = in.read<uint32_t>(what);
   const uint64_t elem_min = min_value_bytes(elem_type);
   if (elem_min == 0) in.fail(what, "unknown array element type " + std::to_string(elem_type));
-  const uint64_t count = in.read<uint64_t>(what + " element count");
+  const uint64_t count = in.read<uint64_t>(what);
   // Each element needs at least elem_min bytes, so a count beyond that is a lie; reject it before
-  // reserving anything.
+  // allocating anything.
   if (count > in.remaining() / elem_min) {
     in.fail(what, "array of " + std::to_string(count) + " " + type_name(elem_type) +
                       " elements cannot fit in the " + std::to_string(in.remaining()) +
                       " bytes left");
   }
-  auto array = std::make_shared<GgufArray>();
-  array->reserve(count);
-  for (uint64_t i = 0; i < count; ++i) {
-    array->push_back(read_value(in, elem_type, what, depth + 1));
-  }
-  GgufValue v;
-  v.type = kArray;
+  in.charge_elements(count, what);
+  auto array = std::make_shared<GgufArray>(count);
+  // Elements are filled in place: tokenizer arrays hold 262144 entries and this is the hot loop.
+  for (GgufValue& elem : *array) read_value(in, elem_type, elem, what, depth + 1);
   v.array_type = elem_type;
   v.value = std::move(array);
-  return v;
 }
 
-GgufValue read_value(Cursor& in, uint32_t type, const std::string& what, int depth) {
-  GgufValue v;
+void read_value(Cursor& in, uint32_t type, GgufValue& v, const std::string& what, int depth) {
   v.type = type;
   switch (type) {
     case kU8:
@@ -188,14 +206,14 @@ GgufValue read_value(Cursor& in, uint32_t type, const std::string& what, int dep
       break;
     }
     case kString:
-      v.value = in.read_string(what);
+      in.read_string_into(what, v.value.emplace<std::string>());
       break;
     case kArray:
-      return read_array(in, what, depth);
+      read_array(in, v, what, depth);
+      break;
     default:
       in.fail(what, "unknown value type " + std::to_string(type));
   }
-  return v;
 }
 
 // a * b and a + b for the size arithmetic, failing instead of wrapping.
@@ -369,7 +387,8 @@ void GgufReader::parse(std::span<const std::byte> bytes) {
     std::string key = in.read_string("metadata key #" + std::to_string(i));
     const std::string what = "metadata key " + in_quotes(key);
     const uint32_t type = in.read<uint32_t>(what + " type");
-    GgufValue value = read_value(in, type, what, 0);
+    GgufValue value;
+    read_value(in, type, value, what, 0);
     if (!metadata_.emplace(std::move(key), std::move(value)).second) in.fail(what, "duplicate key");
   }
 
