@@ -1,0 +1,149 @@
+// GGUF tokenizer.ggml.* metadata -> TokenizerSpec, producing the same tokenizer as tokenizer.json:
+//  - llama.cpp's converter writes added tokens' spaces as " " (it "pre-normalizes" them); the text
+//    is matched before the normalizer, so they are turned back into U+2581 here;
+//  - control, user-defined, unknown and unused tokens are the added tokens HF matches in raw text;
+//  - without tokenizer.ggml.merges the merges are derived from scores (derive_merges_from_scores);
+//  - HF's "special" set (what skip_special drops) is not recorded in GGUF token types (<mask> and
+//    <unusedN> are control tokens yet not special; <start_of_image> is user-defined yet special),
+//    so it is the declared special ids plus Gemma's turn and image markers.
+#include <algorithm>
+#include <array>
+
+#include "io/gguf_reader.h"
+#include "tokenizer/loader.h"
+
+namespace gemmax {
+
+namespace {
+
+constexpr std::array<const char*, 5> kGemmaMarkers = {
+    "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"};
+constexpr std::array<const char*, 8> kSpecialIdKeys = {
+    "tokenizer.ggml.bos_token_id",       "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.unknown_token_id",   "tokenizer.ggml.padding_token_id",
+    "tokenizer.ggml.eot_token_id",       "tokenizer.ggml.eom_token_id",
+    "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.mask_token_id"};
+
+std::string spaces_to_marker(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) {
+    if (c == ' ')
+      out += "\xE2\x96\x81";
+    else
+      out += c;
+  }
+  return out;
+}
+
+int32_t declared_id(const GgufReader& gguf, const std::string& key, size_t vocab) {
+  const auto v = gguf.find_int(key);
+  if (!v) return -1;
+  if (*v < 0 || static_cast<size_t>(*v) >= vocab)
+    throw TokenizerError(gguf.path() + ": " + key + " = " + std::to_string(*v) +
+                         " is outside the vocabulary");
+  return static_cast<int32_t>(*v);
+}
+
+void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
+                 const std::vector<int32_t>& types, TokenizerSpec& spec) {
+  const std::string key = "tokenizer.ggml.merges";
+  if (const GgufValue* m = gguf.find(key)) {
+    std::unordered_map<std::string_view, int32_t> id_of;
+    for (size_t i = 0; i < spec.tokens.size(); ++i)
+      id_of.emplace(spec.tokens[i], static_cast<int32_t>(i));
+    const GgufArray& list = m->as_array(key);
+    for (size_t rank = 0; rank < list.size(); ++rank) {
+      // "left right": the separator is the only space (token spaces are U+2581 in SentencePiece
+      // vocabs).
+      const std::string& raw = list[rank].as_string(key);
+      const size_t sep = raw.find(' ');
+      const bool split = sep != std::string::npos && raw.find(' ', sep + 1) == std::string::npos;
+      const auto l = split ? id_of.find(raw.substr(0, sep)) : id_of.end();
+      const auto r = split ? id_of.find(raw.substr(sep + 1)) : id_of.end();
+      if (l == id_of.end() || r == id_of.end())
+        throw TokenizerError(gguf.path() + ": " + key + "[" + std::to_string(rank) + "] \"" + raw +
+                             "\" does not name two vocabulary tokens");
+      spec.merges.emplace_back(l->second, r->second);
+    }
+    return;
+  }
+  if (scores.empty())
+    throw TokenizerError(gguf.path() + ": neither tokenizer.ggml.merges nor tokenizer.ggml.scores");
+  spec.merges = derive_merges_from_scores(spec.tokens, scores, types);
+}
+
+}  // namespace
+
+TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
+  const std::string model = gguf.get_string("tokenizer.ggml.model");
+  if (model != "llama")
+    throw TokenizerError(gguf.path() + ": tokenizer.ggml.model \"" + model +
+                         "\" is not supported (only SentencePiece-style \"llama\")");
+  if (gguf.find_bool("tokenizer.ggml.add_space_prefix").value_or(false))
+    throw TokenizerError(gguf.path() + ": tokenizer.ggml.add_space_prefix=true is not supported");
+
+  TokenizerSpec spec;
+  spec.source = gguf.path();
+  const std::string tokens_key = "tokenizer.ggml.tokens";
+  const GgufValue* tokens = gguf.find(tokens_key);
+  if (tokens == nullptr) throw TokenizerError(gguf.path() + ": no " + tokens_key);
+  for (const GgufValue& t : tokens->as_array(tokens_key))
+    spec.tokens.push_back(spaces_to_marker(t.as_string(tokens_key)));
+  const size_t n = spec.tokens.size();
+  spec.model_vocab_size = n;
+
+  std::vector<float> scores;
+  if (const GgufValue* s = gguf.find("tokenizer.ggml.scores")) {
+    for (const GgufValue& v : s->as_array("tokenizer.ggml.scores"))
+      scores.push_back(static_cast<float>(v.as_float("tokenizer.ggml.scores")));
+  }
+  std::vector<int32_t> types(n, 1);
+  if (const GgufValue* t = gguf.find("tokenizer.ggml.token_type")) {
+    const GgufArray& list = t->as_array("tokenizer.ggml.token_type");
+    if (list.size() != n)
+      throw TokenizerError(gguf.path() + ": tokenizer.ggml.token_type has " +
+                           std::to_string(list.size()) + " entries for " + std::to_string(n) +
+                           " tokens");
+    for (size_t i = 0; i < n; ++i)
+      types[i] = static_cast<int32_t>(list[i].as_int("tokenizer.ggml.token_type"));
+  }
+  if (!scores.empty() && scores.size() != n)
+    throw TokenizerError(gguf.path() + ": tokenizer.ggml.scores has " +
+                         std::to_string(scores.size()) + " entries for " + std::to_string(n) +
+                         " tokens");
+
+  spec.added.assign(n, 0);
+  spec.special.assign(n, 0);
+  for (size_t i = 0; i < n; ++i) spec.added[i] = types[i] >= 2 && types[i] <= 5 ? 1 : 0;
+  for (const char* key : kSpecialIdKeys) {
+    if (const int32_t id = declared_id(gguf, key, n); id >= 0)
+      spec.special[static_cast<size_t>(id)] = 1;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    for (const char* marker : kGemmaMarkers) {
+      if (spec.tokens[i] == marker) spec.special[i] = 1;
+    }
+  }
+  spec.bos_id = declared_id(gguf, "tokenizer.ggml.bos_token_id", n);
+  spec.eos_id = declared_id(gguf, "tokenizer.ggml.eos_token_id", n);
+  spec.unk_id = declared_id(gguf, "tokenizer.ggml.unknown_token_id", n);
+  spec.pad_id = declared_id(gguf, "tokenizer.ggml.padding_token_id", n);
+  spec.add_bos = gguf.find_bool("tokenizer.ggml.add_bos_token").value_or(true);
+  spec.chat_template = gguf.find_string("tokenizer.chat_template").value_or("");
+
+  // Generation ends at the declared eos/eot and at Gemma's own end markers when the vocab has them.
+  std::vector<int32_t> stops = {spec.eos_id, declared_id(gguf, "tokenizer.ggml.eot_token_id", n)};
+  for (size_t i = 0; i < n; ++i) {
+    if (spec.tokens[i] == "<eos>" || spec.tokens[i] == "<end_of_turn>")
+      stops.push_back(static_cast<int32_t>(i));
+  }
+  for (const int32_t id : stops) {
+    if (id >= 0 && std::find(spec.stop_ids.begin(), spec.stop_ids.end(), id) == spec.stop_ids.end())
+      spec.stop_ids.push_back(id);
+  }
+  read_merges(gguf, scores, types, spec);
+  return spec;
+}
+
+}  // namespace gemmax

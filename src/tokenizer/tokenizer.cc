@@ -1,0 +1,293 @@
+#include "tokenizer/tokenizer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <tuple>
+
+#include "tokenizer/bpe.h"
+#include "tokenizer/utf8.h"
+
+namespace gemmax {
+
+namespace {
+
+constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// The byte of a "<0xNN>" token (what HF's ByteFallback decoder accepts), or -1.
+int parse_byte_token(std::string_view t) {
+  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
+  const int hi = hex_digit(t[3]);
+  const int lo = hex_digit(t[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t pos = 0;;) {
+    const size_t hit = s.find(from, pos);
+    if (hit == std::string_view::npos) {
+      out.append(s.substr(pos));
+      return out;
+    }
+    out.append(s.substr(pos, hit - pos)).append(to);
+    pos = hit + from.size();
+  }
+}
+
+size_t count_code_points(std::string_view s) {
+  size_t n = 0;
+  uint32_t cp = 0;
+  for (size_t pos = 0; pos < s.size(); ++n) {
+    const size_t len = utf8::decode(s, pos, cp);
+    pos += len == 0 ? 1 : len;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
+    const std::vector<std::string>& tokens, const std::vector<float>& scores,
+    const std::vector<int32_t>& types, float user_defined_score) {
+  if (scores.size() != tokens.size() || (!types.empty() && types.size() != tokens.size()))
+    throw TokenizerError("tokenizer scores/types do not match the token count");
+  std::unordered_map<std::string_view, int32_t> id_of;
+  id_of.reserve(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) id_of.emplace(tokens[i], static_cast<int32_t>(i));
+
+  struct Candidate {
+    float score;
+    int32_t left_len, right_len, result, left, right;
+  };
+  std::vector<Candidate> found;
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const int32_t type = types.empty() ? 1 : types[id];
+    if (type != 1 && type != 4) continue;  // only normal and user-defined pieces are merge results
+    const std::string_view text = tokens[id];
+    const float score = type == 4 ? user_defined_score : scores[id];
+    const auto total = static_cast<int32_t>(count_code_points(text));
+    int32_t left_len = 0;
+    uint32_t cp = 0;
+    for (size_t split = 0; split < text.size();) {
+      const size_t len = utf8::decode(text, split, cp);
+      split += len == 0 ? 1 : len;
+      ++left_len;
+      if (split >= text.size()) break;
+      const auto l = id_of.find(text.substr(0, split));
+      if (l == id_of.end()) continue;
+      const auto r = id_of.find(text.substr(split));
+      if (r == id_of.end()) continue;
+      found.push_back(
+          {score, left_len, total - left_len, static_cast<int32_t>(id), l->second, r->second});
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.score != b.score) return a.score > b.score;
+    return std::tie(b.left_len, b.right_len, a.result, a.left, a.right) <
+           std::tie(a.left_len, a.right_len, b.result, b.left, b.right);
+  });
+  std::vector<std::pair<int32_t, int32_t>> merges;
+  merges.reserve(found.size());
+  for (const Candidate& c : found) merges.emplace_back(c.left, c.right);
+  return merges;
+}
+
+Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
+  const size_t n = spec_.tokens.size();
+  if (n == 0) throw TokenizerError(spec_.source + ": tokenizer has an empty vocabulary");
+  spec_.added.resize(n, 0);
+  spec_.special.resize(n, 0);
+  if (spec_.model_vocab_size == 0 || spec_.model_vocab_size > n) spec_.model_vocab_size = n;
+  for (int32_t id : {spec_.bos_id, spec_.eos_id, spec_.unk_id, spec_.pad_id}) {
+    if (id >= static_cast<int32_t>(n))
+      throw TokenizerError(spec_.source + ": special token id " + std::to_string(id) +
+                           " is outside the vocabulary of " + std::to_string(n));
+  }
+
+  id_of_.reserve(n);
+  bmp_id_.assign(0x10000, -1);
+  byte_of_.assign(n, -1);
+  pieces_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& t = spec_.tokens[i];
+    const auto id = static_cast<int32_t>(i);
+    id_of_.emplace(t, id);
+    byte_of_[i] = static_cast<int16_t>(parse_byte_token(t));
+    pieces_[i] = replace_all(t, kSpaceMarker, " ");
+    uint32_t cp = 0;
+    if (i < spec_.model_vocab_size && !t.empty() && utf8::decode(t, 0, cp) == t.size()) {
+      if (cp < 0x10000) {
+        if (bmp_id_[cp] < 0) bmp_id_[cp] = id;
+      } else {
+        astral_id_.emplace(cp, id);
+      }
+    }
+  }
+  byte_token_.assign(256, -1);
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    if (auto it = id_of_.find(name); it != id_of_.end())
+      byte_token_[static_cast<size_t>(b)] = it->second;
+  }
+
+  std::vector<int32_t> results(spec_.merges.size());
+  std::string joined;
+  for (size_t rank = 0; rank < spec_.merges.size(); ++rank) {
+    const auto [l, r] = spec_.merges[rank];
+    if (!valid_id(l) || !valid_id(r))
+      throw TokenizerError(spec_.source + ": merge " + std::to_string(rank) +
+                           " names an unknown id");
+    joined = spec_.tokens[static_cast<size_t>(l)];
+    joined += spec_.tokens[static_cast<size_t>(r)];
+    const auto it = id_of_.find(joined);
+    if (it == id_of_.end())
+      throw TokenizerError(spec_.source + ": merge " + std::to_string(rank) + " (\"" +
+                           spec_.tokens[static_cast<size_t>(l)] + "\" \"" +
+                           spec_.tokens[static_cast<size_t>(r)] + "\") makes \"" + joined +
+                           "\", which is not in the vocabulary");
+    results[rank] = it->second;
+  }
+  merges_ = std::make_unique<BpeMergeTable>(spec_.merges, results);
+  added_ = std::make_unique<AddedTokenMatcher>(spec_.tokens, spec_.added, spec_.special);
+}
+
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+
+int32_t Tokenizer::lookup_code_point(uint32_t cp) const {
+  if (cp < 0x10000) return bmp_id_[cp];
+  const auto it = astral_id_.find(cp);
+  return it == astral_id_.end() ? -1 : it->second;
+}
+
+void Tokenizer::append_bytes_as_tokens(std::string_view bytes, std::vector<int32_t>& out) const {
+  for (const char c : bytes) {
+    const int32_t id = byte_token_[static_cast<unsigned char>(c)];
+    if (id >= 0) {
+      out.push_back(id);
+    } else if (spec_.unk_id >= 0) {
+      // No byte token: unknown, with consecutive unknowns fused into one (HF fuse_unk).
+      if (out.empty() || out.back() != spec_.unk_id) out.push_back(spec_.unk_id);
+    } else {
+      throw TokenizerError(spec_.source + ": text has a character the vocabulary cannot express " +
+                           "(no byte tokens and no unknown token)");
+    }
+  }
+}
+
+void Tokenizer::encode_word(std::string_view text, std::vector<int32_t>& out) const {
+  std::vector<int32_t> symbols;
+  symbols.reserve(text.size());
+  const int32_t space_id = lookup_code_point(0x2581);
+  uint32_t cp = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    // The normalizer's " " -> U+2581 happens here, symbol by symbol.
+    if (text[pos] == ' ') {
+      if (space_id >= 0)
+        symbols.push_back(space_id);
+      else
+        append_bytes_as_tokens(kSpaceMarker, symbols);
+      ++pos;
+      continue;
+    }
+    const size_t len = utf8::decode(text, pos, cp);
+    if (len == 0) {  // not UTF-8: the stray byte stands for itself
+      append_bytes_as_tokens(text.substr(pos, 1), symbols);
+      ++pos;
+      continue;
+    }
+    const int32_t id = lookup_code_point(cp);
+    if (id >= 0)
+      symbols.push_back(id);
+    else
+      append_bytes_as_tokens(text.substr(pos, len), symbols);
+    pos += len;
+  }
+  bpe_merge(*merges_, symbols);
+  out.insert(out.end(), symbols.begin(), symbols.end());
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 2);
+  if (options.add_bos.value_or(spec_.add_bos) && spec_.bos_id >= 0) out.push_back(spec_.bos_id);
+  for (size_t pos = 0; pos < text.size();) {
+    const auto match = added_->find(text, pos, options.parse_special);
+    if (match.begin > pos) encode_word(text.substr(pos, match.begin - pos), out);
+    if (match.id < 0) break;
+    out.push_back(match.id);
+    pos = match.begin + match.length;
+  }
+  return out;
+}
+
+const std::string& Tokenizer::token_text(int32_t id) const {
+  if (!valid_id(id))
+    throw TokenizerError(spec_.source + ": token id " + std::to_string(id) +
+                         " is outside the vocabulary of " + std::to_string(vocab_size()));
+  return spec_.tokens[static_cast<size_t>(id)];
+}
+
+std::optional<int32_t> Tokenizer::token_id(std::string_view text) const {
+  const auto it = id_of_.find(text);
+  if (it == id_of_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool Tokenizer::is_special(int32_t id) const {
+  return valid_id(id) && spec_.special[static_cast<size_t>(id)] != 0;
+}
+
+bool Tokenizer::is_stop(int32_t id) const {
+  return std::find(spec_.stop_ids.begin(), spec_.stop_ids.end(), id) != spec_.stop_ids.end();
+}
+
+void append_byte_run(std::string& out, std::string_view bytes) {
+  if (utf8::is_valid(bytes)) {
+    out.append(bytes);
+    return;
+  }
+  for (size_t i = 0; i < bytes.size(); ++i) out.append("\xEF\xBF\xBD");  // U+FFFD per byte
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  StreamingDetokenizer stream(*this, skip_special);
+  std::string out;
+  for (const int32_t id : ids) out += stream.push(id);
+  out += stream.finish();
+  return out;
+}
+
+std::string StreamingDetokenizer::push(int32_t id) {
+  const Tokenizer& tok = *tokenizer_;
+  tok.token_text(id);  // validates the id, throwing for an unknown one
+  // Skipped special tokens vanish without ending a byte run.
+  if (skip_special_ && tok.is_special(id)) return {};
+  const int byte = tok.byte_value(id);
+  if (byte >= 0) {
+    pending_.push_back(static_cast<char>(byte));
+    return {};
+  }
+  std::string out = finish();
+  out += tok.piece(id);
+  return out;
+}
+
+std::string StreamingDetokenizer::finish() {
+  std::string out;
+  if (!pending_.empty()) append_byte_run(out, pending_);
+  pending_.clear();
+  return out;
+}
+
+}  // namespace gemmax

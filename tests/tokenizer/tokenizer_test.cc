@@ -1,0 +1,195 @@
+// Encode/decode rules on a small hand-made vocabulary, where each expected id is easy to check by
+// eye.
+#include "tokenizer/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
+
+#include "tokenizer/utf8.h"
+
+namespace gemmax {
+namespace {
+
+using Ids = std::vector<int32_t>;
+constexpr int32_t kByte0 = 7;  // <0x00>
+
+TokenizerSpec tiny_spec() {
+  TokenizerSpec s;
+  s.source = "tiny";
+  s.tokens = {
+      "<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "\n", "\xE2\x96\x81\xE2\x96\x81"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    s.tokens.push_back(name);
+  }
+  // 263..
+  for (const char* t : {"\xE2\x96\x81", "a", "b", "h", "i", "\xE2\x96\x81h", "hi", "\xE2\x96\x81hi",
+                        "ab", "\xE4\xB8\xAD"})
+    s.tokens.push_back(t);
+  s.added.assign(s.tokens.size(), 0);
+  s.special.assign(s.tokens.size(), 0);
+  for (int id : {0, 1, 2, 3, 4, 5, 6}) s.added[static_cast<size_t>(id)] = 1;
+  for (int id : {0, 1, 2, 3, 4}) s.special[static_cast<size_t>(id)] = 1;
+  s.merges = {{263, 266}, {266, 267}, {268, 267}, {264, 265}, {263, 263}};
+  s.bos_id = 2, s.eos_id = 1, s.unk_id = 3, s.pad_id = 0;
+  s.stop_ids = {1, 4};
+  s.add_bos = true;
+  return s;
+}
+
+constexpr int32_t kSpace = 263, kA = 264, kB = 265, kH = 266, kI = 267, kSpaceHi = 270, kHi = 269,
+                  kAb = 271, kZhong = 272, kTwoSpaces = 6;
+
+class TinyTokenizer : public ::testing::Test {
+ protected:
+  Tokenizer tok{tiny_spec()};
+  Ids enc(std::string_view s, bool bos = false, bool special = true) const {
+    return tok.encode(s, EncodeOptions{bos, special});
+  }
+};
+
+TEST_F(TinyTokenizer, MergesByRank) {
+  EXPECT_EQ(enc("hi"), (Ids{kHi}));
+  // "▁ h i": (▁,h) has rank 0, then (▁h,i); never hi via (h,i).
+  EXPECT_EQ(enc(" hi"), (Ids{kSpaceHi}));
+  EXPECT_EQ(enc("abhi"), (Ids{kAb, kHi}));
+  EXPECT_EQ(enc("ba"), (Ids{kB, kA}));
+}
+
+TEST_F(TinyTokenizer, SpacesBecomeMarkersAndMergeLikeAnyPiece) {
+  EXPECT_EQ(enc("a b"), (Ids{kA, kSpace, kB}));
+  EXPECT_EQ(enc("  a"), (Ids{kTwoSpaces, kA}));  // "▁▁" reached by the merge, not by matching
+  EXPECT_EQ(enc("   "), (Ids{kTwoSpaces, kSpace}));
+}
+
+TEST_F(TinyTokenizer, ByteFallbackForMissingCodePoints) {
+  EXPECT_EQ(enc("\xC3\xA9"), (Ids{kByte0 + 0xC3, kByte0 + 0xA9}));  // é not in the vocab
+  EXPECT_EQ(enc("\xE4\xB8\xAD"), (Ids{kZhong}));
+  EXPECT_EQ(enc("\xFF"
+                "a\x80"),
+            (Ids{kByte0 + 0xFF, kA, kByte0 + 0x80}));  // not UTF-8
+}
+
+TEST_F(TinyTokenizer, AddedTokensAreCutOutOfRawText) {
+  EXPECT_EQ(enc("a\nb"), (Ids{kA, 5, kB}));
+  EXPECT_EQ(enc("h<start_of_turn>i"), (Ids{kH, 4, kI}));
+  // A literal "▁▁" in the text is the added token.
+  EXPECT_EQ(enc("\xE2\x96\x81\xE2\x96\x81"
+                "a"),
+            (Ids{kTwoSpaces, kA}));
+  // Special tokens as plain text: '<' and friends fall back to bytes; "\n" is still matched.
+  const Ids plain = enc("<bos>\n", false, false);
+  ASSERT_EQ(plain.size(), 6u);
+  EXPECT_EQ(plain.front(), kByte0 + '<');
+  EXPECT_EQ(plain.back(), 5);
+}
+
+TEST_F(TinyTokenizer, BosIsOptional) {
+  EXPECT_EQ(enc("", true), (Ids{2}));
+  EXPECT_EQ(enc(""), (Ids{}));
+  EXPECT_EQ(enc("hi", true), (Ids{2, kHi}));
+  EXPECT_EQ(tok.encode("hi"), (Ids{2, kHi}));  // add_bos unset: the spec's default
+}
+
+TEST_F(TinyTokenizer, DecodeRules) {
+  EXPECT_EQ(tok.decode(Ids{kHi, kSpaceHi, kTwoSpaces}), "hi hi  ");
+  EXPECT_EQ(tok.decode(Ids{kByte0 + 0xE4, kByte0 + 0xB8, kByte0 + 0xAD}), "\xE4\xB8\xAD");
+  // A malformed run becomes one U+FFFD per byte, valid prefix included.
+  EXPECT_EQ(tok.decode(Ids{kByte0 + 'A', kByte0 + 0xFF}), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  // Skipped specials do not break a run; kept ones do.
+  const Ids run = {kByte0 + 0xE4, 2, kByte0 + 0xB8, kByte0 + 0xAD};
+  EXPECT_EQ(tok.decode(run, true), "\xE4\xB8\xAD");
+  EXPECT_EQ(tok.decode(run, false), "\xEF\xBF\xBD<bos>\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(tok.decode(Ids{2, kA, 5, 4}, true), "a\n");  // "\n" is added but not special
+  EXPECT_EQ(tok.decode(Ids{}), "");
+  EXPECT_THROW(tok.decode(Ids{-1}), TokenizerError);
+  EXPECT_THROW(tok.decode(Ids{static_cast<int32_t>(tok.vocab_size())}), TokenizerError);
+}
+
+TEST_F(TinyTokenizer, RoundTripsTextWithoutMarkers) {
+  std::mt19937 rng(7);
+  const std::vector<std::string> parts = {"a",
+                                          "b",
+                                          "h",
+                                          "i",
+                                          " ",
+                                          "\n",
+                                          "\xE4\xB8\xAD",
+                                          "\xC3\xA9",
+                                          "<start_of_turn>",
+                                          "\xF0\x9F\x98\x80"};
+  for (int round = 0; round < 300; ++round) {
+    std::string text;
+    for (int n = static_cast<int>(rng() % 12); n > 0; --n) text += parts[rng() % parts.size()];
+    EXPECT_EQ(tok.decode(enc(text)), text);
+  }
+}
+
+TEST_F(TinyTokenizer, StreamingEqualsOneShotAndEmitsWholeCharacters) {
+  std::mt19937 rng(99);
+  for (int round = 0; round < 500; ++round) {
+    Ids ids(rng() % 16);
+    for (auto& id : ids) {
+      // Mostly byte tokens from a few lead/continuation bytes, to exercise partial sequences.
+      const uint32_t pick = rng() % 8;
+      id = pick < 5
+               ? kByte0 + static_cast<int32_t>(std::vector<int>{0xE4, 0xB8, 0xAD, 0x41, 0xF0}[pick])
+               : static_cast<int32_t>(rng() % tok.vocab_size());
+    }
+    for (const bool skip : {false, true}) {
+      StreamingDetokenizer stream(tok, skip);
+      std::string joined;
+      for (const int32_t id : ids) {
+        const std::string piece = stream.push(id);
+        EXPECT_TRUE(utf8::is_valid(piece));
+        joined += piece;
+      }
+      joined += stream.finish();
+      EXPECT_EQ(joined, tok.decode(ids, skip));
+    }
+  }
+}
+
+TEST_F(TinyTokenizer, StopIdsAndLookups) {
+  EXPECT_TRUE(tok.is_stop(1));
+  EXPECT_TRUE(tok.is_stop(4));
+  EXPECT_FALSE(tok.is_stop(2));
+  EXPECT_EQ(tok.token_id("hi"), kHi);
+  EXPECT_FALSE(tok.token_id("zz").has_value());
+  EXPECT_EQ(tok.byte_value(kByte0 + 0x41), 0x41);
+  EXPECT_EQ(tok.byte_value(kA), -1);
+}
+
+TEST(TokenizerSpecErrors, MergeWithUnknownResultIsRejected) {
+  TokenizerSpec s = tiny_spec();
+  s.merges.push_back({264, 264});  // "aa" is not a token
+  try {
+    Tokenizer t(s);
+    FAIL() << "expected an error";
+  } catch (const TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("tiny: merge 5"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeriveMerges, RanksByScoreThenLongerLeftThenLongerRight) {
+  // a b c ab bc abc, plus a user-defined "aa"-like piece and a control piece that must not merge.
+  const std::vector<std::string> tokens = {"a",   "b",     "c", "ab",   "bc",
+                                           "abc", "<ctl>", "<", "ctl>", "cc"};
+  const std::vector<float> scores = {0, 0, 0, -1, -2, -0.5f, 0, 0, 0, -1000};
+  const std::vector<int32_t> types = {1, 1, 1, 1, 1, 1, 3, 1, 1, 4};
+  const auto merges = derive_merges_from_scores(tokens, scores, types);
+  const std::vector<std::pair<int32_t, int32_t>> expected = {
+      {2, 2},  // "cc" is user-defined: score 0 ranks it first
+      {3, 2},  // abc = ab + c (longer left part first)
+      {0, 4},  // abc = a + bc
+      {0, 1},  // ab (-1)
+      {1, 2},  // bc (-2)
+  };
+  EXPECT_EQ(merges, expected);
+}
+
+}  // namespace
+}  // namespace gemmax
