@@ -15,4 +15,17 @@ void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, Thr
 // Same contract, the plain reference (dequantize a row, dot product) used by the tests.
 void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, float* y);
 
+// Which implementation matmul() uses. kAvx2 quantizes the activations of block-quantized weights to
+// int8 (per 32 or 256 elements) and uses integer dot products; F32/F16/BF16 weights stay in f32.
+// kScalar is portable plain C++ (dequantize a row, f32 dot) and is always available.
+enum class KernelPath { kScalar, kAvx2 };
+
+// The process-wide choice: at first use, GEMMAX_KERNELS=scalar|avx2|auto (default auto = the best
+// the CPU supports); an unknown value or avx2 on a CPU without AVX2+FMA+F16C throws.
+KernelPath kernel_path();
+// Forces a path for the whole process (tests, benchmarks); throws if the CPU cannot run it.
+void set_kernel_path(KernelPath path);
+bool kernel_path_supported(KernelPath path);
+const char* kernel_path_name(KernelPath path);
+
 }  // namespace gemmax

@@ -1,0 +1,20 @@
+// CPU capabilities detected at run time. The project builds without -march flags so the binary runs
+// on any x86-64 (or other) CPU; SIMD kernels are compiled with function-level target attributes and
+// only called when these report support.
+#pragma once
+
+namespace gemmax {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+
+  // Everything the AVX2 kernels use (AVX2 integer ops, FMA, F16C conversions).
+  bool has_avx2_kernels() const { return avx2 && fma && f16c; }
+};
+
+// Detected once, then cached.
+const CpuFeatures& cpu_features();
+
+}  // namespace gemmax

@@ -1,0 +1,235 @@
+// matmul driver: operand checks, the plain reference, the portable scalar path and the dispatch to
+// the AVX2 row kernels (matmul_avx2.cc). Work is split over output rows; every row is read once per
+// call and reused for all tokens while it sits in L1, which is the token tiling that prefill needs.
+#include "kernels/matmul.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+#include "kernels/dequantize.h"
+#include "kernels/matmul_internal.h"
+
+namespace gemmax {
+namespace {
+
+// Rows per parallel work unit: enough to amortise the chunk claim, small enough to balance.
+constexpr int64_t kRowGrain = 16;
+
+std::string describe(const TensorView& w) {
+  return "tensor '" + w.name + "' (" + std::string(dtype_name(w.dtype)) + ", shape " +
+         shape_string(w.shape) + ")";
+}
+
+bool format_supported(DType t) {
+  switch (t) {
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ8_0:
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Throws, naming the tensor, unless the operands describe a well-formed product.
+void check_operands(const char* fn, const float* x, int64_t n_tokens, const TensorView& w,
+                    const float* y) {
+  const std::string where = std::string(fn) + ": " + describe(w);
+  if (n_tokens < 0) throw std::invalid_argument(where + ": negative token count");
+  for (int64_t d : w.shape) {
+    if (d < 0) throw std::invalid_argument(where + ": negative dimension");
+  }
+  if (!format_supported(w.dtype)) throw std::runtime_error(where + ": unsupported weight format");
+  const int64_t block = require_layout(w.dtype).block_size;
+  if (w.cols() % block != 0) {
+    throw std::runtime_error(where + ": row length is not a multiple of the block size " +
+                             std::to_string(block));
+  }
+  const int64_t need = w.rows() * w.row_bytes();
+  if (static_cast<int64_t>(w.nbytes) < need || (need > 0 && w.data == nullptr)) {
+    throw std::runtime_error(where + ": holds " + std::to_string(w.nbytes) + " bytes, needs " +
+                             std::to_string(need));
+  }
+  // x is only read when there are rows and columns, y only written when there are rows.
+  if (n_tokens > 0 && w.rows() > 0 && ((x == nullptr && w.cols() > 0) || y == nullptr)) {
+    throw std::invalid_argument(where + ": null input or output");
+  }
+}
+
+// Portable f32 dot with 8 independent partial sums (shorter dependency chains, less rounding
+// drift).
+float dot_f32_scalar(const float* a, const float* b, int64_t k) {
+  float acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  for (; i < k; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// A per-thread buffer that only grows, so steady-state calls do not allocate.
+template <typename T>
+T* scratch(std::vector<T>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// Everything one row range needs; the parallel_for lambda captures only a pointer to it so
+// std::function keeps it in its small buffer (no allocation per call).
+struct Job {
+  const float* x;
+  int64_t n_tokens;
+  const TensorView* w;
+  float* y;
+  bool avx2;
+  detail::RowKernel kernel;
+  const uint8_t* act;  // prepared activations (kernel.act != kF32)
+  size_t act_stride;   // bytes between token rows of `act`
+};
+
+// Rows without a specialised kernel: dequantize the row once, then f32 dots for every token.
+void rows_dequantized(const Job& job, int64_t r0, int64_t r1) {
+  thread_local std::vector<float> row_buf;
+  const int64_t k = job.w->cols(), n_rows = job.w->rows();
+  float* row = scratch(row_buf, static_cast<size_t>(k));
+  for (int64_t r = r0; r < r1; ++r) {
+    dequantize_row(job.w->dtype, job.w->row(r), row, k);
+    for (int64_t t = 0; t < job.n_tokens; ++t) {
+      const float* xt = job.x + t * k;
+      job.y[t * n_rows + r] =
+          job.avx2 ? detail::avx2_dot_f32(row, xt, k) : dot_f32_scalar(row, xt, k);
+    }
+  }
+}
+
+void rows_kernel(const Job& job, int64_t r0, int64_t r1) {
+  const int64_t k = job.w->cols(), n_rows = job.w->rows();
+  const bool f32_act = job.kernel.act == detail::ActFormat::kF32;
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = reinterpret_cast<const uint8_t*>(job.w->row(r));
+    for (int64_t t = 0; t < job.n_tokens; ++t) {
+      const void* a = f32_act ? static_cast<const void*>(job.x + t * k)
+                              : static_cast<const void*>(job.act + t * job.act_stride);
+      job.y[t * n_rows + r] = job.kernel.dot(wr, a, k);
+    }
+  }
+}
+
+void run_rows(const Job& job, int64_t r0, int64_t r1) {
+  if (job.kernel.dot != nullptr) {
+    rows_kernel(job, r0, r1);
+  } else {
+    rows_dequantized(job, r0, r1);
+  }
+}
+
+KernelPath best_path() {
+  return cpu_features().has_avx2_kernels() ? KernelPath::kAvx2 : KernelPath::kScalar;
+}
+
+KernelPath path_from_env() {
+  const char* env = std::getenv("GEMMAX_KERNELS");
+  const std::string_view v = env ? env : "auto";
+  if (v == "auto" || v.empty()) return best_path();
+  if (v == "scalar") return KernelPath::kScalar;
+  if (v == "avx2") {
+    if (!kernel_path_supported(KernelPath::kAvx2)) {
+      throw std::runtime_error("GEMMAX_KERNELS=avx2 but this CPU lacks AVX2/FMA/F16C");
+    }
+    return KernelPath::kAvx2;
+  }
+  throw std::runtime_error("GEMMAX_KERNELS: unknown value '" + std::string(v) +
+                           "' (expected scalar, avx2 or auto)");
+}
+
+// -1 until first use; then a KernelPath value.
+std::atomic<int>& path_slot() {
+  static std::atomic<int> slot{-1};
+  return slot;
+}
+
+}  // namespace
+
+bool kernel_path_supported(KernelPath path) {
+  return path == KernelPath::kScalar || cpu_features().has_avx2_kernels();
+}
+
+const char* kernel_path_name(KernelPath path) {
+  return path == KernelPath::kAvx2 ? "avx2" : "scalar";
+}
+
+KernelPath kernel_path() {
+  int v = path_slot().load(std::memory_order_acquire);
+  if (v < 0) {
+    v = static_cast<int>(path_from_env());
+    int expected = -1;
+    // A concurrent set_kernel_path wins over the environment default.
+    if (!path_slot().compare_exchange_strong(expected, v)) v = expected;
+  }
+  return static_cast<KernelPath>(v);
+}
+
+void set_kernel_path(KernelPath path) {
+  if (!kernel_path_supported(path)) {
+    throw std::runtime_error(std::string("kernel path ") + kernel_path_name(path) +
+                             " is not supported by this CPU");
+  }
+  path_slot().store(static_cast<int>(path), std::memory_order_release);
+}
+
+void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, float* y) {
+  check_operands("matmul_reference", x, n_tokens, w, y);
+  const int64_t k = w.cols(), n_rows = w.rows();
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    dequantize_row(w.dtype, w.row(r), row.data(), k);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      double acc = 0.0;  // double: the reference should not carry f32 summation error
+      for (int64_t i = 0; i < k; ++i) acc += static_cast<double>(x[t * k + i]) * row[i];
+      y[t * n_rows + r] = static_cast<float>(acc);
+    }
+  }
+}
+
+void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, ThreadPool* pool) {
+  check_operands("matmul", x, n_tokens, w, y);
+  const int64_t k = w.cols(), n_rows = w.rows();
+  if (n_tokens == 0 || n_rows == 0) return;
+
+  Job job{x, n_tokens, &w, y, kernel_path() == KernelPath::kAvx2, {}, nullptr, 0};
+  if (job.avx2) job.kernel = detail::avx2_row_kernel(w.dtype);
+  if (job.kernel.dot != nullptr && job.kernel.act != detail::ActFormat::kF32) {
+    // Quantize the activations once per call; every row then reuses them.
+    thread_local std::vector<uint8_t> act_buf;
+    job.act_stride = detail::act_row_bytes(job.kernel.act, k);
+    uint8_t* act = scratch(act_buf, job.act_stride * static_cast<size_t>(n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      detail::quantize_act_row(job.kernel.act, x + t * k, k, act + t * job.act_stride);
+    }
+    job.act = act;
+  }
+  if (pool == nullptr) {
+    run_rows(job, 0, n_rows);
+  } else {
+    pool->parallel_for(n_rows, kRowGrain,
+                       [&job](int64_t r0, int64_t r1) { run_rows(job, r0, r1); });
+  }
+}
+
+}  // namespace gemmax

@@ -1,0 +1,388 @@
+// AVX2 row-dot kernels. Block-quantized weights are never expanded to f32: the activations are
+// quantized to int8 once per call (matmul.cc) and each weight block is unpacked to bytes in
+// registers and multiplied with _mm256_maddubs_epi16 (u8 x s8 -> s16 pairs), widened with
+// _mm256_madd_epi16, and scaled by the product of the two block scales in f32. Every function
+// carries a target attribute because the project is compiled without -march flags; matmul.cc only
+// calls in here after checking cpu_features().
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/matmul_internal.h"
+#include "kernels/quant_blocks.h"
+
+#define GEMMAX_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace gemmax::detail {
+namespace {
+
+using namespace quant;
+
+// ---- activation quantization (plain C++: it touches k values per token, the weights k per row)
+// ----
+
+// Rounds x*inv_d to the nearest integer in [-127, 127]; NaN maps to -127 instead of undefined
+// casts.
+int quantize_one(float x, float inv_d) {
+  const float v = std::nearbyint(x * inv_d);
+  return static_cast<int>(v > 127.0f ? 127.0f : (v >= -127.0f ? v : -127.0f));
+}
+
+// Quantizes n values with one scale d = max|x| / 127; returns d.
+float quantize_block(const float* x, int n, int8_t* q) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float d = amax / 127.0f;
+  const float inv_d = d > 0.0f ? 1.0f / d : 0.0f;
+  for (int i = 0; i < n; ++i) q[i] = static_cast<int8_t>(quantize_one(x[i], inv_d));
+  return d;
+}
+
+void quantize_a8x32(const float* x, int64_t k, A8Block32* out) {
+  for (int64_t b = 0; b < k / kQK; ++b) {
+    A8Block32& blk = out[b];
+    blk.d = quantize_block(x + b * kQK, kQK, blk.q);
+    int sum = 0;
+    for (int i = 0; i < kQK; ++i) sum += blk.q[i];
+    blk.sum = blk.d * static_cast<float>(sum);
+  }
+}
+
+void quantize_a8x256(const float* x, int64_t k, A8Block256* out) {
+  for (int64_t b = 0; b < k / kQKK; ++b) {
+    A8Block256& blk = out[b];
+    blk.d = quantize_block(x + b * kQKK, kQKK, blk.q);
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) sum += blk.q[g * 16 + i];
+      blk.bsums[g] = static_cast<int16_t>(sum);
+    }
+  }
+}
+
+// ---- register helpers ----
+
+GEMMAX_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+GEMMAX_AVX2 inline float f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+GEMMAX_AVX2 inline __m256i loadu(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// Sum of u[i] * s[i] over each group of 8 bytes -> 8 int32 lanes; u unsigned, s signed. The
+// pairwise int16 sums cannot saturate for |u| <= 128, |s| <= 127 (2 * 128 * 127 < 32767).
+GEMMAX_AVX2 inline __m256i dot_u8s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// Signed x signed: move w's sign onto a so the unsigned operand is |w|.
+GEMMAX_AVX2 inline __m256i dot_s8s8(__m256i w, __m256i a) {
+  return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+// 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0-15) then high nibbles (elements 16-31).
+GEMMAX_AVX2 inline __m256i unpack_nibbles_32(const uint8_t* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+// Byte i = 0xff when bit i of `bits` is set, else 0: broadcast, route byte i/8 to byte i, then OR
+// in every bit except bit i%8 so only a set bit i gives all ones.
+GEMMAX_AVX2 inline __m256i expand_bits(uint32_t bits) {
+  const __m256i route = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                          0x0101010101010101, 0x0000000000000000);
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), route);
+  const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+  return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi8(-1));
+}
+
+// ---- f32 / f16 / bf16 weights with f32 activations ----
+
+GEMMAX_AVX2 float dot_f32_avx2(const float* w, const float* x, int64_t k) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    for (int j = 0; j < 4; ++j) {
+      acc[j] =
+          _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8 * j), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
+    }
+  }
+  for (; i + 8 <= k; i += 8)
+    acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc[0]);
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (; i < k; ++i) s += w[i] * x[i];
+  return s;
+}
+
+GEMMAX_AVX2 float row_f32(const uint8_t* w, const void* a, int64_t k) {
+  return dot_f32_avx2(reinterpret_cast<const float*>(w), static_cast<const float*>(a), k);
+}
+
+GEMMAX_AVX2 inline __m256 load8_f16(const uint8_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+GEMMAX_AVX2 inline __m256 load8_bf16(const uint8_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+// 16-bit weights: convert 8 at a time in registers, two accumulators to hide the FMA latency.
+template <bool kBf16>
+GEMMAX_AVX2 inline float row_half(const uint8_t* w, const void* act, int64_t k) {
+  const auto* x = static_cast<const float*>(act);
+  auto load = [w](int64_t i)
+                  GEMMAX_AVX2 { return kBf16 ? load8_bf16(w + 2 * i) : load8_f16(w + 2 * i); };
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    acc0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(load(i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+  }
+  for (; i + 8 <= k; i += 8) acc0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < k; ++i) {
+    uint16_t h;
+    std::memcpy(&h, w + 2 * i, 2);
+    s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[i];
+  }
+  return s;
+}
+
+GEMMAX_AVX2 float row_f16(const uint8_t* w, const void* a, int64_t k) {
+  return row_half<false>(w, a, k);
+}
+GEMMAX_AVX2 float row_bf16(const uint8_t* w, const void* a, int64_t k) {
+  return row_half<true>(w, a, k);
+}
+
+// ---- 32-element block formats with A8Block32 activations ----
+
+GEMMAX_AVX2 float row_q8_0(const uint8_t* w, const void* act, int64_t k) {
+  const auto* a = static_cast<const A8Block32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < k / kQK; ++b, w += q8_0::kBytes) {
+    const __m256i p = dot_s8s8(loadu(w + q8_0::kQs), loadu(a[b].q));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q8_0::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc);
+}
+
+GEMMAX_AVX2 float row_q4_0(const uint8_t* w, const void* act, int64_t k) {
+  const auto* a = static_cast<const A8Block32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < k / kQK; ++b, w += q4_0::kBytes) {
+    const __m256i q = _mm256_sub_epi8(unpack_nibbles_32(w + q4_0::kQs), _mm256_set1_epi8(8));
+    const __m256i p = dot_s8s8(q, loadu(a[b].q));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q4_0::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc);
+}
+
+// *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
+GEMMAX_AVX2 float row_q4_1(const uint8_t* w, const void* act, int64_t k) {
+  const auto* a = static_cast<const A8Block32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  for (int64_t b = 0; b < k / kQK; ++b, w += q4_1::kBytes) {
+    const __m256i p = dot_u8s8(unpack_nibbles_32(w + q4_1::kQs), loadu(a[b].q));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q4_1::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
+    mins += f16(w + q4_1::kM) * a[b].sum;
+  }
+  return hsum(acc) + mins;
+}
+
+// Q5_0: value - 16 = nibble when the fifth bit is set, else nibble - 16 = (nibble | 0xf0) as int8.
+GEMMAX_AVX2 float row_q5_0(const uint8_t* w, const void* act, int64_t k) {
+  const auto* a = static_cast<const A8Block32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < k / kQK; ++b, w += q5_0::kBytes) {
+    const __m256i high = _mm256_andnot_si256(expand_bits(load_u32(w + q5_0::kQh)),
+                                             _mm256_set1_epi8(static_cast<char>(0xf0)));
+    const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + q5_0::kQs), high);
+    const __m256i p = dot_s8s8(q, loadu(a[b].q));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q5_0::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc);
+}
+
+GEMMAX_AVX2 float row_q5_1(const uint8_t* w, const void* act, int64_t k) {
+  const auto* a = static_cast<const A8Block32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  for (int64_t b = 0; b < k / kQK; ++b, w += q5_1::kBytes) {
+    const __m256i high =
+        _mm256_and_si256(expand_bits(load_u32(w + q5_1::kQh)), _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + q5_1::kQs), high);
+    const __m256i p = dot_u8s8(q, loadu(a[b].q));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q5_1::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
+    mins += f16(w + q5_1::kM) * a[b].sum;
+  }
+  return hsum(acc) + mins;
+}
+
+// ---- K formats with A8Block256 activations ----
+
+// Sum over the 8 sub-blocks of 32 of min_j * sum(qx in sub-block j).
+inline int k_mins_dot(const uint8_t* scales, const int16_t* bsums) {
+  int s = 0;
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    k_scale_min(j, scales, &sc, &m);
+    s += m * (bsums[2 * j] + bsums[2 * j + 1]);
+  }
+  return s;
+}
+
+// Q4_K/Q5_K: sum over sub-blocks j of (d*sc_j * sum(q*qx) - dmin*m_j * sum(qx)) * dx. The int16
+// pair sums are at most 2 * 31 * 127 and the 6-bit scales multiply them in _mm256_madd_epi16
+// (int32).
+template <bool kFifthBit>
+GEMMAX_AVX2 inline float row_q45_k(const uint8_t* w, const void* act, int64_t k) {
+  constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
+  constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
+  const auto* a = static_cast<const A8Block256*>(act);
+  const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  for (int64_t b = 0; b < k / kQKK; ++b, w += kBytes) {
+    const uint8_t* scales = w + q4_k::kScales;  // same offset in Q5_K
+    __m256i isum = _mm256_setzero_si256();
+    const __m256i qh = kFifthBit ? loadu(w + q5_k::kQh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {  // 64 elements: sub-blocks 2c (low nibbles) and 2c+1 (high)
+      const __m256i qs = loadu(w + kQs + 32 * c);
+      __m256i lo = _mm256_and_si256(qs, low4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4);
+      if constexpr (kFifthBit) {
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+      }
+      int sc_lo, sc_hi, m;
+      k_scale_min(2 * c, scales, &sc_lo, &m);
+      k_scale_min(2 * c + 1, scales, &sc_hi, &m);
+      const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu(a[b].q + 64 * c));
+      const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu(a[b].q + 64 * c + 32));
+      isum = _mm256_add_epi32(
+          isum, _mm256_madd_epi16(p_lo, _mm256_set1_epi16(static_cast<short>(sc_lo))));
+      isum = _mm256_add_epi32(
+          isum, _mm256_madd_epi16(p_hi, _mm256_set1_epi16(static_cast<short>(sc_hi))));
+    }
+    const float d = f16(w + q4_k::kD) * a[b].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    mins += f16(w + q4_k::kDmin) * a[b].d * static_cast<float>(k_mins_dot(scales, a[b].bsums));
+  }
+  return hsum(acc) - mins;
+}
+
+GEMMAX_AVX2 float row_q4_k(const uint8_t* w, const void* act, int64_t k) {
+  return row_q45_k<false>(w, act, k);
+}
+
+GEMMAX_AVX2 float row_q5_k(const uint8_t* w, const void* act, int64_t k) {
+  return row_q45_k<true>(w, act, k);
+}
+
+// Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
+// sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16.
+GEMMAX_AVX2 float row_q6_k(const uint8_t* w, const void* act, int64_t k) {
+  const auto* a = static_cast<const A8Block256*>(act);
+  const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
+  __m256 acc = _mm256_setzero_ps();
+  float offsets = 0.0f;
+  for (int64_t b = 0; b < k / kQKK; ++b, w += q6_k::kBytes) {
+    const auto* sc = reinterpret_cast<const int8_t*>(w + q6_k::kScales);
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql[2] = {loadu(w + q6_k::kQl + 64 * h), loadu(w + q6_k::kQl + 64 * h + 32)};
+      const __m256i qh = loadu(w + q6_k::kQh + 32 * h);
+      for (int s = 0; s < 4; ++s) {
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql[s % 2], 4 * (s / 2)), low4);
+        const __m256i hi =
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits), 4);
+        const __m256i p =
+            _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), loadu(a[b].q + 128 * h + 32 * s));
+        const int g = 8 * h + 2 * s;  // scale group of the first 16 elements
+        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
+      }
+    }
+    int off = 0;
+    for (int g = 0; g < 16; ++g) off += sc[g] * a[b].bsums[g];
+    const float d = f16(w + q6_k::kD) * a[b].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    offsets += d * static_cast<float>(32 * off);
+  }
+  return hsum(acc) - offsets;
+}
+
+}  // namespace
+
+float avx2_dot_f32(const float* a, const float* b, int64_t k) { return dot_f32_avx2(a, b, k); }
+
+RowKernel avx2_row_kernel(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return {ActFormat::kF32, row_f32};
+    case DType::kF16:
+      return {ActFormat::kF32, row_f16};
+    case DType::kBF16:
+      return {ActFormat::kF32, row_bf16};
+    case DType::kQ4_0:
+      return {ActFormat::kA8x32, row_q4_0};
+    case DType::kQ4_1:
+      return {ActFormat::kA8x32, row_q4_1};
+    case DType::kQ5_0:
+      return {ActFormat::kA8x32, row_q5_0};
+    case DType::kQ5_1:
+      return {ActFormat::kA8x32, row_q5_1};
+    case DType::kQ8_0:
+      return {ActFormat::kA8x32, row_q8_0};
+    case DType::kQ4_K:
+      return {ActFormat::kA8x256, row_q4_k};
+    case DType::kQ5_K:
+      return {ActFormat::kA8x256, row_q5_k};
+    case DType::kQ6_K:
+      return {ActFormat::kA8x256, row_q6_k};
+    default:
+      return {};  // Q2_K/Q3_K: dequantize per row + avx2_dot_f32
+  }
+}
+
+size_t act_row_bytes(ActFormat f, int64_t k) {
+  switch (f) {
+    case ActFormat::kA8x32:
+      return static_cast<size_t>(k / kQK) * sizeof(A8Block32);
+    case ActFormat::kA8x256:
+      return static_cast<size_t>(k / kQKK) * sizeof(A8Block256);
+    case ActFormat::kF32:
+      break;
+  }
+  return static_cast<size_t>(k) * sizeof(float);
+}
+
+void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out) {
+  if (f == ActFormat::kA8x32) {
+    quantize_a8x32(x, k, static_cast<A8Block32*>(out));
+  } else if (f == ActFormat::kA8x256) {
+    quantize_a8x256(x, k, static_cast<A8Block256*>(out));
+  } else {
+    std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
+  }
+}
+
+}  // namespace gemmax::detail

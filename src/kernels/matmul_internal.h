@@ -1,0 +1,49 @@
+// Internal interface between the matmul driver (matmul.cc) and the AVX2 row kernels
+// (matmul_avx2.cc): activation formats and per-format row-dot functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace gemmax::detail {
+
+// Activations quantized to int8 for the integer dot products: value ~= d * q, |q| <= 127.
+// Weights with 32-element blocks (Q4_0..Q8_0) pair with A8Block32, K formats with A8Block256.
+struct A8Block32 {
+  float d;
+  float sum;  // d * sum(q): the term the *_1 formats' per-block minimum multiplies
+  int8_t q[32];
+};
+
+struct A8Block256 {
+  float d;
+  int16_t bsums[16];  // sum(q) of each 16 elements: the term K-format mins and offsets multiply
+  int8_t q[256];
+};
+
+enum class ActFormat { kF32, kA8x32, kA8x256 };
+
+// Dot product of one weight row (k elements in its block format) with one prepared activation row.
+using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);
+
+struct RowKernel {
+  ActFormat act = ActFormat::kF32;
+  RowDotFn dot = nullptr;  // null: no specialised kernel for this format
+};
+
+// The AVX2 kernel of a weight format (dot == nullptr when there is none). Only call when the CPU
+// has AVX2+FMA+F16C.
+RowKernel avx2_row_kernel(DType t);
+
+// f32 dot product with AVX2/FMA (used after dequantizing formats without a specialised kernel).
+float avx2_dot_f32(const float* a, const float* b, int64_t k);
+
+// Bytes of one prepared activation row of k elements.
+size_t act_row_bytes(ActFormat f, int64_t k);
+
+// Quantizes one row of k activations (k a multiple of the block size) into `out`.
+void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out);
+
+}  // namespace gemmax::detail

@@ -1,0 +1,309 @@
+// matmul (both dispatch paths, with and without a pool) against matmul_reference (dequantize a row,
+// dot product in double) on random weights of every format.
+//
+// Tolerances, per output y[t][o], with S = sum_i |x_i * w_i|:
+//  * f32 arithmetic only (scalar path; AVX2 path for F32/F16/BF16 and the dequantizing Q2_K/Q3_K
+//    path): |err| <= 1e-5 * S. Partial sums of k <= 768 products in f32 carry at most ~k/8 * 2^-24
+//    relative error per partial sum, i.e. < 1e-5.
+//  * int8 activations (AVX2 path for the other quantized formats): rounding x to d*q with
+//    d = max|x_block| / 127 moves each x_i by at most d/2, so |err| <= sum_blocks d/2 * sum |w_i|
+//    (computed exactly below, +1% for the f32 evaluation of d) plus the 1e-5 * S above. Weights and
+//    integer sums are exact. Separately the relative error on this Gaussian data must stay below
+//    1e-2.
+#include "kernels/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/dequantize.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/thread_pool.h"
+#include "tensor/half.h"
+
+namespace gemmax {
+namespace {
+
+// Byte offsets of the f16 scale fields per block, so random blocks have finite, modest scales.
+std::vector<int> scale_fields(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+      return {0};
+    case DType::kQ4_1:
+      return {0, 2};
+    case DType::kQ5_0:
+      return {0};
+    case DType::kQ5_1:
+      return {0, 2};
+    case DType::kQ8_0:
+      return {0};
+    case DType::kQ2_K:
+      return {80, 82};
+    case DType::kQ3_K:
+      return {108};
+    case DType::kQ4_K:
+      return {0, 2};
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ6_K:
+      return {208};
+    default:
+      return {};
+  }
+}
+
+struct Weights {
+  std::vector<std::byte> bytes;
+  TensorView view;
+};
+
+Weights random_weights(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+  Weights w;
+  w.view.name = "test.weight";
+  w.view.dtype = t;
+  w.view.shape = {rows, cols};
+  const int64_t row_bytes = w.view.row_bytes();
+  w.bytes.resize(static_cast<size_t>(rows * row_bytes));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> log_scale(-3.0f, 0.0f);
+  const auto put16 = [&](size_t off, uint16_t h) { std::memcpy(w.bytes.data() + off, &h, 2); };
+  if (t == DType::kF32) {
+    for (size_t i = 0; i < w.bytes.size() / 4; ++i) {
+      const float v = normal(rng);
+      std::memcpy(w.bytes.data() + 4 * i, &v, 4);
+    }
+  } else if (t == DType::kF16 || t == DType::kBF16) {
+    for (size_t i = 0; i < w.bytes.size() / 2; ++i) {
+      put16(2 * i, t == DType::kF16 ? f32_to_f16(normal(rng)) : f32_to_bf16(normal(rng)));
+    }
+  } else {
+    for (auto& b : w.bytes) b = static_cast<std::byte>(byte(rng));
+    const DTypeLayout layout = require_layout(t);
+    for (size_t blk = 0; blk < w.bytes.size() / layout.block_bytes; ++blk) {
+      for (int off : scale_fields(t)) {
+        const float sign = byte(rng) < 40 ? -1.0f : 1.0f;
+        put16(blk * layout.block_bytes + off, f32_to_f16(sign * std::pow(10.0f, log_scale(rng))));
+      }
+    }
+  }
+  w.view.data = w.bytes.data();
+  w.view.nbytes = w.bytes.size();
+  return w;
+}
+
+std::vector<float> random_x(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+// Activation block size the AVX2 path quantizes x with for this format; 0 when x stays f32.
+int64_t act_block(DType t) {
+  switch (detail::avx2_row_kernel(t).act) {
+    case detail::ActFormat::kA8x32:
+      return 32;
+    case detail::ActFormat::kA8x256:
+      return 256;
+    default:
+      return 0;
+  }
+}
+
+struct Bounds {
+  double abs_sum;  // S = sum |x_i w_i|
+  double quant;    // sum over activation blocks of (max|x| / 254) * sum |w_i|
+};
+
+Bounds bounds_for(const float* x, const float* w, int64_t k, int64_t block) {
+  Bounds b{0.0, 0.0};
+  for (int64_t i = 0; i < k; ++i) b.abs_sum += std::fabs(static_cast<double>(x[i]) * w[i]);
+  if (block == 0) return b;
+  for (int64_t s = 0; s < k; s += block) {
+    double amax = 0.0, wsum = 0.0;
+    for (int64_t i = s; i < s + block; ++i) {
+      amax = std::max(amax, std::fabs(static_cast<double>(x[i])));
+      wsum += std::fabs(static_cast<double>(w[i]));
+    }
+    b.quant += amax / 254.0 * wsum;
+  }
+  return b;
+}
+
+std::vector<KernelPath> paths() {
+  std::vector<KernelPath> p{KernelPath::kScalar};
+  if (kernel_path_supported(KernelPath::kAvx2)) p.push_back(KernelPath::kAvx2);
+  return p;
+}
+
+// Restores the process-wide path after each test.
+class MatmulTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void TearDown() override { set_kernel_path(saved_); }
+  KernelPath saved_ = kernel_path();
+};
+
+void check_against_reference(DType t, int64_t rows, int64_t cols, int64_t n_tokens, KernelPath path,
+                             ThreadPool* pool, std::mt19937& rng,
+                             const std::vector<float>* fixed_x) {
+  const Weights w = random_weights(t, rows, cols, rng);
+  const std::vector<float> x = fixed_x ? *fixed_x : random_x(n_tokens * cols, rng);
+  std::vector<float> ref(static_cast<size_t>(n_tokens * rows)), got(ref.size(), NAN);
+  matmul_reference(x.data(), n_tokens, w.view, ref.data());
+  set_kernel_path(path);
+  matmul(x.data(), n_tokens, w.view, got.data(), pool);
+
+  const int64_t block = path == KernelPath::kAvx2 ? act_block(t) : 0;
+  std::vector<float> wrow(static_cast<size_t>(cols));
+  for (int64_t o = 0; o < rows; ++o) {
+    dequantize_row(t, w.view.row(o), wrow.data(), cols);
+    for (int64_t tok = 0; tok < n_tokens; ++tok) {
+      const Bounds b = bounds_for(x.data() + tok * cols, wrow.data(), cols, block);
+      const double err = std::fabs(static_cast<double>(got[tok * rows + o]) - ref[tok * rows + o]);
+      const double allowed = 1.01 * b.quant + 1e-5 * b.abs_sum + 1e-30;
+      ASSERT_LE(err, allowed) << dtype_name(t) << " path " << kernel_path_name(path) << " rows "
+                              << rows << " cols " << cols << " tokens " << n_tokens
+                              << " at t=" << tok << " o=" << o << ": got " << got[tok * rows + o]
+                              << " want " << ref[tok * rows + o];
+      if (b.abs_sum > 0) {
+        ASSERT_LE(err / b.abs_sum, 1e-2) << dtype_name(t) << " o=" << o;
+      }
+    }
+  }
+}
+
+TEST_P(MatmulTest, MatchesReferenceForAllShapesAndPaths) {
+  const DType t = GetParam();
+  std::mt19937 rng(1234 + static_cast<unsigned>(t));
+  const int64_t block = require_layout(t).block_size;
+  const int64_t cols = block == 1 ? 77 : (block == 32 ? 160 : 768);  // 77: odd tails for f32 types
+  ThreadPool pool(3);
+  for (KernelPath path : paths()) {
+    for (int64_t n_tokens : {1, 3, 17, 64}) {
+      for (int64_t rows : {1, 7, 33}) {
+        check_against_reference(t, rows, cols, n_tokens, path, nullptr, rng, nullptr);
+        check_against_reference(t, rows, cols, n_tokens, path, &pool, rng, nullptr);
+      }
+    }
+  }
+}
+
+// Activations that int8 represents exactly (integers in [-127, 127] with 127 in every block, so the
+// scale is exactly 1): the integer kernels must then agree with the reference to f32 rounding.
+TEST_P(MatmulTest, ExactInt8ActivationsLeaveOnlyRoundingError) {
+  const DType t = GetParam();
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(99);
+  const int64_t cols = require_layout(t).block_size == 256 ? 512 : 256, n_tokens = 2;
+  std::uniform_int_distribution<int> q(-127, 127);
+  std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i % 32 == 5 ? 127.0f : static_cast<float>(q(rng));
+  // act_block 0 makes the bound 1e-5 * S only.
+  const Weights w = random_weights(t, 9, cols, rng);
+  std::vector<float> ref(static_cast<size_t>(n_tokens * 9)), got(ref.size());
+  matmul_reference(x.data(), n_tokens, w.view, ref.data());
+  set_kernel_path(KernelPath::kAvx2);
+  matmul(x.data(), n_tokens, w.view, got.data(), nullptr);
+  std::vector<float> wrow(static_cast<size_t>(cols));
+  for (int64_t o = 0; o < 9; ++o) {
+    dequantize_row(t, w.view.row(o), wrow.data(), cols);
+    for (int64_t tok = 0; tok < n_tokens; ++tok) {
+      const Bounds b = bounds_for(x.data() + tok * cols, wrow.data(), cols, 0);
+      EXPECT_LE(std::fabs(got[tok * 9 + o] - ref[tok * 9 + o]), 1e-5 * b.abs_sum + 1e-30)
+          << dtype_name(t) << " o=" << o << " t=" << tok;
+    }
+  }
+}
+
+// Rows are computed independently, so splitting them over threads must not change a single bit.
+TEST_P(MatmulTest, PoolDoesNotChangeResults) {
+  const DType t = GetParam();
+  std::mt19937 rng(7);
+  const int64_t cols = require_layout(t).block_size == 256 ? 512 : 128;
+  const Weights w = random_weights(t, 301, cols, rng);
+  const std::vector<float> x = random_x(5 * cols, rng);
+  ThreadPool pool(4);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    std::vector<float> a(5 * 301), b(5 * 301);
+    matmul(x.data(), 5, w.view, a.data(), nullptr);
+    matmul(x.data(), 5, w.view, b.data(), &pool);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+        << kernel_path_name(path);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulTest,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
+                                           DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                                           DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
+                                           DType::kQ6_K),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(Matmul, ReferenceOnHandComputedF32) {
+  // W = [[1, 2], [3, 4], [5, 6]], x = [[1, -1], [0.5, 2]].
+  const float wdata[] = {1, 2, 3, 4, 5, 6};
+  TensorView w{"w", DType::kF32, {3, 2}, reinterpret_cast<const std::byte*>(wdata), sizeof wdata};
+  const float x[] = {1, -1, 0.5f, 2};
+  float y[6];
+  matmul_reference(x, 2, w, y);
+  const float want[] = {-1, -1, -1, 4.5f, 9.5f, 14.5f};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(y[i], want[i]) << i;
+  matmul(x, 2, w, y, nullptr);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(y[i], want[i]) << i;
+}
+
+TEST(Matmul, RejectsMalformedOperandsNamingTheTensor) {
+  std::vector<std::byte> bytes(34 * 4);
+  TensorView w{"blk.0.ffn_up.weight", DType::kQ8_0, {4, 32}, bytes.data(), bytes.size() - 1};
+  std::vector<float> x(64), y(8);
+  try {
+    matmul(x.data(), 1, w, y.data(), nullptr);
+    FAIL() << "short buffer accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.0.ffn_up.weight"), std::string::npos) << e.what();
+  }
+  w.nbytes = bytes.size();
+  w.shape = {4, 33};  // not a whole number of blocks
+  EXPECT_THROW(matmul(x.data(), 1, w, y.data(), nullptr), std::runtime_error);
+  w.shape = {4, 32};
+  w.dtype = DType::kQ8_1;  // known layout, no kernel
+  EXPECT_THROW(matmul(x.data(), 1, w, y.data(), nullptr), std::runtime_error);
+  w.dtype = DType::kQ8_0;
+  EXPECT_THROW(matmul(x.data(), -1, w, y.data(), nullptr), std::invalid_argument);
+  EXPECT_THROW(matmul(nullptr, 1, w, y.data(), nullptr), std::invalid_argument);
+  EXPECT_THROW(
+      matmul_reference(x.data(), 1, TensorView{"bad", DType::kF32, {2, -3}, nullptr, 0}, y.data()),
+      std::invalid_argument);
+}
+
+TEST(Matmul, EmptyShapesAreNoOps) {
+  TensorView w{"empty", DType::kQ4_K, {0, 256}, nullptr, 0};
+  float y = 42.0f;
+  matmul(nullptr, 0, w, &y, nullptr);
+  matmul(nullptr, 3, w, &y, nullptr);  // no rows: nothing written, x never read
+  EXPECT_EQ(y, 42.0f);
+}
+
+TEST(Matmul, KernelPathCanBeForced) {
+  const KernelPath saved = kernel_path();
+  set_kernel_path(KernelPath::kScalar);
+  EXPECT_EQ(kernel_path(), KernelPath::kScalar);
+  EXPECT_STREQ(kernel_path_name(KernelPath::kScalar), "scalar");
+  if (kernel_path_supported(KernelPath::kAvx2)) {
+    set_kernel_path(KernelPath::kAvx2);
+    EXPECT_EQ(kernel_path(), KernelPath::kAvx2);
+  } else {
+    EXPECT_THROW(set_kernel_path(KernelPath::kAvx2), std::runtime_error);
+  }
+  set_kernel_path(saved);
+}
+
+}  // namespace
+}  // namespace gemmax
