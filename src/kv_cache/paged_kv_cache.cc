@@ -268,12 +268,12 @@ void PagedKVCache::blocks(SeqId id, int layer, int64_t begin, int64_t end,
                             std::to_string(layer) + " of " + seq_name(id) +
                             " were evicted; asked from " + std::to_string(begin));
   }
-  for (int64_t pos = begin; pos < end;) {
-    const int64_t page_index = pos / ps;
-    const int64_t slot = pos % ps;
+  // Only the first block may start mid-page; the rest start at slot 0 of consecutive table entries.
+  size_t entry = t.head + static_cast<size_t>(begin / ps - t.first_page);
+  int64_t slot = begin % ps;
+  for (int64_t pos = begin; pos < end; ++entry, slot = 0) {
     const int64_t n = std::min(end - pos, ps - slot);
-    const std::byte* page =
-        page_ptr(t.ids[t.head + static_cast<size_t>(page_index - t.first_page)]);
+    const std::byte* page = page_ptr(t.ids[entry]);
     out.push_back(KVBlock{pos, n, page + slot * row_bytes_, page + (ps + slot) * row_bytes_});
     pos += n;
   }
