@@ -31,23 +31,28 @@ void dequant_block_q4_1(const uint8_t* b, float* y) {
   }
 }
 
-// The fifth bit of element j is bit j of qh.
-static int q5_value(const uint8_t* qs, uint32_t qh, int j) {
-  const int nibble = j < kQK / 2 ? (qs[j] & 0x0f) : (qs[j - kQK / 2] >> 4);
-  return nibble | static_cast<int>(((qh >> j) & 1u) << 4);
+// Element j (< 16) takes the low nibble of qs[j] and bit j of qh; element j + 16 the high nibble
+// and bit j + 16.
+static void q5_values(const uint8_t* qs, uint32_t qh, int* q) {
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = (qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
+    q[j + kQK / 2] = (qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4);
+  }
 }
 
 void dequant_block_q5_0(const uint8_t* b, float* y) {
   const float d = load_f16(b + q5_0::kD);
-  const uint32_t qh = load_u32(b + q5_0::kQh);
-  for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(q5_value(b + q5_0::kQs, qh, j) - 16);
+  int q[kQK];
+  q5_values(b + q5_0::kQs, load_u32(b + q5_0::kQh), q);
+  for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(q[j] - 16);
 }
 
 void dequant_block_q5_1(const uint8_t* b, float* y) {
   const float d = load_f16(b + q5_1::kD);
   const float m = load_f16(b + q5_1::kM);
-  const uint32_t qh = load_u32(b + q5_1::kQh);
-  for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(q5_value(b + q5_1::kQs, qh, j)) + m;
+  int q[kQK];
+  q5_values(b + q5_1::kQs, load_u32(b + q5_1::kQh), q);
+  for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(q[j]) + m;
 }
 
 void dequant_block_q8_0(const uint8_t* b, float* y) {
@@ -56,33 +61,37 @@ void dequant_block_q8_0(const uint8_t* b, float* y) {
   for (int j = 0; j < kQK; ++j) y[j] = static_cast<float>(qs[j]) * d;
 }
 
-// Q2_K: element e uses 2 bits of qs[(e/128)*32 + e%32] at shift 2*((e%128)/32) and the 4-bit
-// scale/min pair of sub-block e/16.
+// Q2_K: element e = 128h + 32s + l (h < 2, s < 4, l < 32) is bits 2s..2s+1 of qs[32h + l]; each 16
+// elements share a 4-bit scale (low nibble) and 4-bit min (high nibble) from scales[e / 16].
 void dequant_block_q2_k(const uint8_t* b, float* y) {
   const float d = load_f16(b + q2_k::kD);
   const float dmin = load_f16(b + q2_k::kDmin);
   const uint8_t* scales = b + q2_k::kScales;
-  const uint8_t* qs = b + q2_k::kQs;
-  for (int e = 0; e < kQKK; ++e) {
-    const int q = (qs[(e / 128) * 32 + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-    const float dl = d * static_cast<float>(scales[e / 16] & 0x0f);
-    const float ml = dmin * static_cast<float>(scales[e / 16] >> 4);
-    y[e] = dl * static_cast<float>(q) - ml;
+  for (int e0 = 0; e0 < kQKK; e0 += 16) {
+    const float dl = d * static_cast<float>(scales[e0 / 16] & 0x0f);
+    const float ml = dmin * static_cast<float>(scales[e0 / 16] >> 4);
+    const uint8_t* q = b + q2_k::kQs + (e0 / 128) * 32 + e0 % 32;
+    const int shift = 2 * ((e0 % 128) / 32);
+    for (int l = 0; l < 16; ++l) y[e0 + l] = dl * static_cast<float>((q[l] >> shift) & 3) - ml;
   }
 }
 
-// Q3_K: 2 low bits as in Q2_K; the third bit (bit e/32 of hmask[e%32]) being CLEAR subtracts 4.
+// Q3_K: 2 low bits laid out as in Q2_K; the third bit is bit e/32 of hmask[e % 32], and a CLEAR bit
+// subtracts 4. Each 16 elements share a signed 6-bit scale.
 void dequant_block_q3_k(const uint8_t* b, float* y) {
   const float d = load_f16(b + q3_k::kD);
   int scales[16];
   q3_k_scales(b + q3_k::kScales, scales);
-  const uint8_t* qs = b + q3_k::kQs;
   const uint8_t* hmask = b + q3_k::kHmask;
-  for (int e = 0; e < kQKK; ++e) {
-    const int low = (qs[(e / 128) * 32 + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-    const int high_set = (hmask[e % 32] >> (e / 32)) & 1;
-    const float dl = d * static_cast<float>(scales[e / 16]);
-    y[e] = dl * static_cast<float>(low - (high_set ? 0 : 4));
+  for (int e0 = 0; e0 < kQKK; e0 += 16) {
+    const float dl = d * static_cast<float>(scales[e0 / 16]);
+    const uint8_t* q = b + q3_k::kQs + (e0 / 128) * 32 + e0 % 32;
+    const uint8_t* hm = hmask + e0 % 32;
+    const int shift = 2 * ((e0 % 128) / 32), hbit = e0 / 32;
+    for (int l = 0; l < 16; ++l) {
+      const int low = (q[l] >> shift) & 3;
+      y[e0 + l] = dl * static_cast<float>(low - (((hm[l] >> hbit) & 1) ? 0 : 4));
+    }
   }
 }
 
@@ -129,12 +138,16 @@ void dequant_block_q5_k(const uint8_t* b, float* y) {
 void dequant_block_q6_k(const uint8_t* b, float* y) {
   const float d = load_f16(b + q6_k::kD);
   const int8_t* scales = reinterpret_cast<const int8_t*>(b + q6_k::kScales);
-  for (int e = 0; e < kQKK; ++e) {
-    const int h = e / 128, s = (e % 128) / 32, l = e % 32;
-    const int low = (b[q6_k::kQl + 64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0x0f;
-    const int high = (b[q6_k::kQh + 32 * h + l] >> (2 * s)) & 3;
-    const float dl = d * static_cast<float>(scales[e / 16]);
-    y[e] = dl * static_cast<float>((low | (high << 4)) - 32);
+  for (int e0 = 0; e0 < kQKK; e0 += 16) {
+    const int h = e0 / 128, s = (e0 % 128) / 32, l0 = e0 % 32;
+    const uint8_t* ql = b + q6_k::kQl + 64 * h + 32 * (s % 2) + l0;
+    const uint8_t* qh = b + q6_k::kQh + 32 * h + l0;
+    const float dl = d * static_cast<float>(scales[e0 / 16]);
+    for (int l = 0; l < 16; ++l) {
+      const int low = (ql[l] >> (4 * (s / 2))) & 0x0f;
+      const int high = (qh[l] >> (2 * s)) & 3;
+      y[e0 + l] = dl * static_cast<float>((low | (high << 4)) - 32);
+    }
   }
 }
 

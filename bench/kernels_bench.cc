@@ -1,0 +1,112 @@
+// matmul GEMV (one token) at the Gemma 3 270M shapes for every weight format, both kernel paths and
+// 1 or 2 threads. Throughput is reported as bytes_per_second of weight bytes read (a GEMV streams
+// every weight byte once, so this is the number to compare against memory bandwidth).
+//
+//   kernels_bench --benchmark_filter='Q4_K'      # one format
+//   kernels_bench --benchmark_filter='lm_head'   # the 262144 x 640 Q8_0 output projection
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "kernels/thread_pool.h"
+#include "tensor/half.h"
+
+namespace gemmax {
+namespace {
+
+struct Shape {
+  const char* name;
+  int64_t in, out;
+};
+
+// Random weights with finite f16 scales; generated with a cheap LCG so the 170 MB LM head is quick.
+std::vector<std::byte> make_weights(DType t, int64_t rows, int64_t cols) {
+  const DTypeLayout layout = require_layout(t);
+  std::vector<std::byte> bytes(static_cast<size_t>(rows * dtype_row_bytes(t, cols)));
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  for (auto& b : bytes) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    b = static_cast<std::byte>(s >> 56);
+  }
+  const uint16_t small = f32_to_f16(0.01f), one_bf = f32_to_bf16(0.5f);
+  if (t == DType::kF32) {
+    for (size_t i = 0; i < bytes.size(); i += 4) std::memcpy(&bytes[i], "\x00\x00\x80\x3f", 4);
+  } else if (t == DType::kF16 || t == DType::kBF16) {
+    for (size_t i = 0; i < bytes.size(); i += 2)
+      std::memcpy(&bytes[i], t == DType::kF16 ? &small : &one_bf, 2);
+  } else {
+    // Every format keeps an f16 scale at offset 0 or at the end of the block; set both candidates
+    // that are scale fields for the K formats too (Q2_K/Q3_K/Q6_K keep theirs at the end).
+    const bool scale_at_end = t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ6_K;
+    for (size_t b = 0; b < bytes.size(); b += layout.block_bytes) {
+      const size_t off = scale_at_end ? b + layout.block_bytes - 2 : b;
+      std::memcpy(&bytes[off], &small, 2);
+    }
+  }
+  return bytes;
+}
+
+void bm_gemv(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads) {
+  if (!kernel_path_supported(path)) {
+    state.SkipWithError("kernel path not supported on this CPU");
+    return;
+  }
+  set_kernel_path(path);
+  const std::vector<std::byte> bytes = make_weights(t, shape.out, shape.in);
+  const TensorView w{shape.name, t, {shape.out, shape.in}, bytes.data(), bytes.size()};
+  std::vector<float> x(static_cast<size_t>(shape.in)), y(static_cast<size_t>(shape.out));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.1f - 0.8f;
+  std::unique_ptr<ThreadPool> pool = threads > 1 ? std::make_unique<ThreadPool>(threads) : nullptr;
+  for (auto _ : state) {
+    matmul(x.data(), 1, w, y.data(), pool.get());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes.size()));
+}
+
+void register_all() {
+  const Shape layer_shapes[] = {{"q_proj_640x1024", 640, 1024},
+                                {"ffn_up_640x2048", 640, 2048},
+                                {"ffn_down_2048x640", 2048, 640}};
+  const DType formats[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
+                           DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
+                           DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+  for (KernelPath path : {KernelPath::kScalar, KernelPath::kAvx2}) {
+    for (int threads : {1, 2}) {
+      const std::string suffix =
+          std::string("/") + kernel_path_name(path) + "/threads:" + std::to_string(threads);
+      for (const Shape& s : layer_shapes) {
+        for (DType t : formats) {
+          // K formats need rows of whole 256-element super-blocks, so they only fit 2048-wide
+          // inputs.
+          if (s.in % require_layout(t).block_size != 0) continue;
+          benchmark::RegisterBenchmark(
+              ("gemv/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
+              [=](benchmark::State& st) { bm_gemv(st, t, s, path, threads); });
+        }
+      }
+      const Shape lm_head{"lm_head_640x262144", 640, 262144};
+      benchmark::RegisterBenchmark(
+          ("gemv/Q8_0/" + std::string(lm_head.name) + suffix).c_str(),
+          [=](benchmark::State& st) { bm_gemv(st, DType::kQ8_0, lm_head, path, threads); })
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemmax
+
+int main(int argc, char** argv) {
+  gemmax::register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
