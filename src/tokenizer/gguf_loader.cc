@@ -73,6 +73,16 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
   spec.merges = derive_merges_from_scores(spec.tokens, scores, types);
 }
 
+void append_image_soft_token(TokenizerSpec& spec) {
+  const auto& t = spec.tokens;
+  const bool has_markers = std::find(t.begin(), t.end(), "<start_of_image>") != t.end() &&
+                           std::find(t.begin(), t.end(), "<end_of_image>") != t.end();
+  if (!has_markers || std::find(t.begin(), t.end(), "<image_soft_token>") != t.end()) return;
+  spec.tokens.emplace_back("<image_soft_token>");
+  spec.added.push_back(1);
+  spec.special.push_back(0);  // marked special with the other Gemma markers below
+}
+
 }  // namespace
 
 TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
@@ -116,11 +126,13 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
   spec.added.assign(n, 0);
   spec.special.assign(n, 0);
   for (size_t i = 0; i < n; ++i) spec.added[i] = types[i] >= 2 && types[i] <= 5 ? 1 : 0;
+  read_merges(gguf, scores, types, spec);
+  append_image_soft_token(spec);
   for (const char* key : kSpecialIdKeys) {
     if (const int32_t id = declared_id(gguf, key, n); id >= 0)
       spec.special[static_cast<size_t>(id)] = 1;
   }
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < spec.tokens.size(); ++i) {
     for (const char* marker : kGemmaMarkers) {
       if (spec.tokens[i] == marker) spec.special[i] = 1;
     }
@@ -142,7 +154,6 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
     if (id >= 0 && std::find(spec.stop_ids.begin(), spec.stop_ids.end(), id) == spec.stop_ids.end())
       spec.stop_ids.push_back(id);
   }
-  read_merges(gguf, scores, types, spec);
   return spec;
 }
 

@@ -121,7 +121,9 @@ void read_merges(const std::string& path, const json& merges, TokenizerSpec& spe
 }
 
 void read_added_tokens(const std::string& path, const json& root, TokenizerSpec& spec) {
-  const json added = root.value("added_tokens", json::array());
+  const auto found = root.find("added_tokens");
+  if (found == root.end()) return;
+  const json& added = *found;
   for (size_t i = 0; i < added.size(); ++i) {
     const json& a = added[i];
     const std::string where = "added_tokens[" + std::to_string(i) + "]";
@@ -169,7 +171,7 @@ void read_specials(const json& root, const json& config, TokenizerSpec& spec) {
                      : template_bos;
   if (auto eos = token_field(config, "eos_token")) spec.eos_id = id_of_text(spec, *eos);
   if (auto pad = token_field(config, "pad_token")) spec.pad_id = id_of_text(spec, *pad);
-  const json model = root["model"];
+  const json& model = root["model"];
   if (model.contains("unk_token") && model["unk_token"].is_string())
     spec.unk_id = id_of_text(spec, model["unk_token"].get<std::string>());
   // Generation ends at the declared eos and at Gemma's own end markers when the vocab has them.

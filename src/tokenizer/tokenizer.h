@@ -84,6 +84,8 @@ class Tokenizer {
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
 
   size_t vocab_size() const { return spec_.tokens.size(); }
+  // Ids below this are the BPE model's (and the network's embedding rows); added tokens may follow.
+  size_t model_vocab_size() const { return spec_.model_vocab_size; }
   const std::string& token_text(int32_t id) const;  // throws for an unknown id
   std::optional<int32_t> token_id(std::string_view text) const;
   bool is_special(int32_t id) const;
