@@ -393,9 +393,12 @@ void GgufReader::parse(std::span<const std::byte> bytes) {
   }
 
   if (const GgufValue* a = find("general.alignment")) {
-    const uint64_t align = a->type == kU32 || a->type == kU64 || a->type == kI32 || a->type == kI64
-                               ? static_cast<uint64_t>(a->as_int("general.alignment"))
-                               : 0;
+    // Any integer type is accepted (the spec says u32); non-integers and negatives leave align at
+    // 0.
+    uint64_t align = 0;
+    if (const auto* u = std::get_if<uint64_t>(&a->value)) align = *u;
+    if (const auto* i = std::get_if<int64_t>(&a->value); i && *i > 0)
+      align = static_cast<uint64_t>(*i);
     if (align == 0 || align > kMaxAlignment || (align & (align - 1)) != 0) {
       in.fail("metadata key 'general.alignment'", "must be a power-of-two integer up to 2^30");
     }

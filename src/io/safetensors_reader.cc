@@ -165,13 +165,16 @@ bool is_plain_file_name(const std::string& name) {
 
 std::string resolve_directory(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
-  if (fs::exists(dir / kIndexName)) return (dir / kIndexName).string();
-  if (fs::exists(dir / kSingleName)) return (dir / kSingleName).string();
+  // error_code overloads, so a permission problem becomes our error rather than filesystem_error.
+  std::error_code ec;
+  if (fs::exists(dir / kIndexName, ec)) return (dir / kIndexName).string();
+  if (fs::exists(dir / kSingleName, ec)) return (dir / kSingleName).string();
   // Otherwise accept a directory holding exactly one .safetensors file.
   std::vector<fs::path> found;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".safetensors") found.push_back(entry.path());
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() == ".safetensors") found.push_back(it->path());
   }
+  if (ec) throw SafetensorsError(dir.string() + ": cannot list directory: " + ec.message());
   if (found.size() == 1) return found.front().string();
   throw SafetensorsError(dir.string() + ": holds no " + kIndexName + " or " + kSingleName +
                          " and " + std::to_string(found.size()) +
