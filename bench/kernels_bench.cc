@@ -87,14 +87,16 @@ void register_all() {
           if (s.in % require_layout(t).block_size != 0) continue;
           benchmark::RegisterBenchmark(
               ("gemv/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
-              [=](benchmark::State& st) { bm_gemv(st, t, s, path, threads); });
+              [=](benchmark::State& st) { bm_gemv(st, t, s, path, threads); })
+              ->UseRealTime();
         }
       }
       const Shape lm_head{"lm_head_640x262144", 640, 262144};
       benchmark::RegisterBenchmark(
           ("gemv/Q8_0/" + std::string(lm_head.name) + suffix).c_str(),
           [=](benchmark::State& st) { bm_gemv(st, DType::kQ8_0, lm_head, path, threads); })
-          ->Unit(benchmark::kMillisecond);
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
     }
   }
 }
