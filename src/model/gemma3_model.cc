@@ -1,0 +1,285 @@
+#include "model/gemma3_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/dequantize.h"
+#include "kernels/elementwise.h"
+#include "kernels/matmul.h"
+
+namespace gemmax {
+namespace {
+
+// inv_freq[i] = 1 / base^(2i / dim), computed in f32 like transformers' default RoPE init, then
+// divided by the linear scaling factor.
+std::vector<float> rope_inv_freq(int head_dim, double base, double linear_factor) {
+  std::vector<float> f(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    f[i] = 1.0f / std::pow(static_cast<float>(base), exponent);
+    f[i] /= static_cast<float>(linear_factor);
+  }
+  return f;
+}
+
+void rms_norm_rows(const float* x, const std::vector<float>& gamma, int64_t rows, int64_t n,
+                   float eps, float* out) {
+  for (int64_t r = 0; r < rows; ++r) rms_norm(x + r * n, gamma.data(), n, eps, out + r * n);
+}
+
+void add_into(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace
+
+Gemma3Model::Gemma3Model(const Gemma3Config& config, const Gemma3Weights& weights, int threads)
+    : config_(config), weights_(weights), pool_(threads) {
+  config_.validate();
+  inv_freq_local_ = rope_inv_freq(config_.head_dim, config_.rope_local_base_freq, 1.0);
+  inv_freq_global_ = rope_inv_freq(config_.head_dim, config_.rope_theta,
+                                   config_.rope_scaling ? config_.rope_scaling->factor : 1.0);
+}
+
+KVCacheParams Gemma3Model::kv_params(DType kv_dtype, int page_size) const {
+  KVCacheParams p;
+  p.dtype = kv_dtype;
+  p.n_kv_heads = config_.num_key_value_heads;
+  p.head_dim = config_.head_dim;
+  p.page_size = page_size;
+  p.num_layers = config_.num_hidden_layers;
+  p.layer_is_sliding = config_.layer_is_sliding;
+  p.sliding_window = config_.sliding_window;
+  return p;
+}
+
+void Gemma3Model::validate(const Gemma3Inputs& in, const PagedKVCache& cache) const {
+  const auto& off = in.input_row_offsets;
+  if (off.empty() || off.front() != 0 || off.back() != static_cast<int64_t>(in.tokens.size()))
+    throw std::invalid_argument("input_row_offsets must start at 0 and end at the token count");
+  if (static_cast<int64_t>(in.seq_ids.size()) != in.num_rows())
+    throw std::invalid_argument("seq_ids must have one entry per row");
+  for (int64_t r = 0; r < in.num_rows(); ++r) {
+    if (off[r + 1] < off[r]) throw std::invalid_argument("input_row_offsets must not decrease");
+    const SeqId seq = in.seq_ids[r];
+    if (!cache.contains(seq))
+      throw std::invalid_argument("row " + std::to_string(r) + ": unknown KV sequence");
+    for (int64_t q = r + 1; q < in.num_rows(); ++q)
+      if (in.seq_ids[q] == seq) throw std::invalid_argument("a sequence appears in two rows");
+    const int64_t end = cache.length(seq) + off[r + 1] - off[r];
+    if (end > config_.max_position_embeddings)
+      throw std::invalid_argument("row " + std::to_string(r) + " reaches position " +
+                                  std::to_string(end) + ", past max_position_embeddings " +
+                                  std::to_string(config_.max_position_embeddings));
+  }
+  for (int32_t t : in.tokens)
+    if (t < 0 || t >= config_.vocab_size)
+      throw std::invalid_argument("token id " + std::to_string(t) +
+                                  " is outside the vocabulary (0.." +
+                                  std::to_string(config_.vocab_size - 1) + ")");
+  if (in.return_logits == ReturnLogits::kVariable && in.return_n_logits < 1)
+    throw std::invalid_argument("return_n_logits must be at least 1");
+}
+
+Gemma3Outputs Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache) {
+  validate(in, cache);
+  const int64_t n = static_cast<int64_t>(in.tokens.size());
+  std::vector<int64_t> pos(n);
+  int64_t pages = 0;
+  for (int64_t r = 0; r < in.num_rows(); ++r) {
+    const int64_t start = cache.length(in.seq_ids[r]);
+    for (int64_t i = in.input_row_offsets[r]; i < in.input_row_offsets[r + 1]; ++i)
+      pos[i] = start + (i - in.input_row_offsets[r]);
+    pages +=
+        cache.pages_needed(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
+  }
+  if (pages > cache.free_pages())
+    throw KVCacheFullError("step needs " + std::to_string(pages) + " KV pages, " +
+                           std::to_string(cache.free_pages()) + " are free");
+  for (int64_t r = 0; r < in.num_rows(); ++r)
+    cache.reserve(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
+
+  embed(in.tokens);
+  for (int layer = 0; layer < config_.num_hidden_layers; ++layer) {
+    attention_block(layer, in, pos, cache);
+    mlp_block(layer, n);
+  }
+  for (int64_t r = 0; r < in.num_rows(); ++r)
+    cache.commit(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
+  return logits(in, pos);
+}
+
+// x = embed_tokens[token] * sqrt(hidden_size)
+void Gemma3Model::embed(const std::vector<int32_t>& tokens) {
+  const int64_t h = config_.hidden_size;
+  s_.x.resize(tokens.size() * h);
+  const float scale = config_.embed_scale();
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    float* row = s_.x.data() + t * h;
+    dequantize_row(weights_.embed_tokens.dtype, weights_.embed_tokens.row(tokens[t]), row, h);
+    for (int64_t i = 0; i < h; ++i) row[i] *= scale;
+  }
+}
+
+void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
+                                  const std::vector<int64_t>& pos, PagedKVCache& cache) {
+  const Gemma3LayerWeights& w = weights_.layers[layer];
+  const int64_t n = static_cast<int64_t>(in.tokens.size());
+  const int64_t h = config_.hidden_size, hd = config_.head_dim;
+  const int64_t nh = config_.num_attention_heads, nkv = config_.num_key_value_heads;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  s_.h.resize(n * h);
+  s_.q.resize(n * nh * hd);
+  s_.k.resize(n * nkv * hd);
+  s_.v.resize(n * nkv * hd);
+
+  rms_norm_rows(s_.x.data(), w.input_norm, n, h, eps, s_.h.data());
+  matmul(s_.h.data(), n, w.q_proj, s_.q.data(), &pool_);
+  matmul(s_.h.data(), n, w.k_proj, s_.k.data(), &pool_);
+  matmul(s_.h.data(), n, w.v_proj, s_.v.data(), &pool_);
+
+  // Per-head RMSNorm of q and k, then RoPE with the layer type's frequencies.
+  const float* inv_freq =
+      config_.layer_is_sliding[layer] ? inv_freq_local_.data() : inv_freq_global_.data();
+  for (int64_t t = 0; t < n; ++t) {
+    const float p = static_cast<float>(pos[t]);
+    for (int64_t head = 0; head < nh; ++head) {
+      float* q = s_.q.data() + (t * nh + head) * hd;
+      rms_norm(q, w.q_norm.data(), hd, eps, q);
+      rope_rotate_half(q, hd, p, inv_freq);
+    }
+    for (int64_t head = 0; head < nkv; ++head) {
+      float* k = s_.k.data() + (t * nkv + head) * hd;
+      rms_norm(k, w.k_norm.data(), hd, eps, k);
+      rope_rotate_half(k, hd, p, inv_freq);
+    }
+  }
+  // Store every token's K/V first so later tokens of the same row attend to earlier ones.
+  for (int64_t r = 0; r < in.num_rows(); ++r)
+    for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t)
+      cache.store(in.seq_ids[r], layer, pos[t], s_.k.data() + t * nkv * hd,
+                  s_.v.data() + t * nkv * hd);
+
+  attend(layer, in, pos, cache);
+  matmul(s_.attn.data(), n, w.o_proj, s_.h.data(), &pool_);
+  rms_norm_rows(s_.h.data(), w.post_attention_norm, n, h, eps, s_.h.data());
+  add_into(s_.x.data(), s_.h.data(), n * h);
+}
+
+// Causal attention of every token over its sequence's cached K/V (windowed on sliding layers), GQA:
+// query head `head` reads kv head head / (nh / nkv).
+void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
+                         const PagedKVCache& cache) {
+  const int64_t n = static_cast<int64_t>(in.tokens.size());
+  const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
+  const int64_t nkv = config_.num_key_value_heads, group = nh / nkv;
+  const bool sliding = config_.layer_is_sliding[layer];
+  const float scaling = 1.0f / std::sqrt(static_cast<float>(config_.query_pre_attn_scalar));
+  // attn_logit_softcapping is read from the config but, as in transformers' Gemma 3 (the numerical
+  // definition; Gemma 2 applied it), not applied: no Gemma 3 checkpoint sets it anyway.
+  const DType kv_dtype = cache.params().dtype;
+  const int64_t elem = dtype_row_bytes(kv_dtype, 1);
+  s_.attn.assign(n * nh * hd, 0.0f);
+  std::vector<int64_t> row_of(n);
+  for (int64_t r = 0; r < in.num_rows(); ++r)
+    for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t) row_of[t] = r;
+
+  pool_.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<KVBlock> blocks;
+    std::vector<float> scores, krow(hd), vrow(hd);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p = pos[t];
+      const int64_t begin = sliding ? std::max<int64_t>(0, p - config_.sliding_window + 1) : 0;
+      cache.blocks(in.seq_ids[row_of[t]], layer, begin, p + 1, blocks);
+      scores.resize(p + 1 - begin);
+      for (int64_t head = 0; head < nh; ++head) {
+        const float* q = s_.q.data() + (t * nh + head) * hd;
+        const int64_t kv_off = (head / group) * hd * elem;
+        int64_t j = 0;
+        for (const KVBlock& b : blocks) {
+          for (int64_t i = 0; i < b.n; ++i, ++j) {
+            const std::byte* kp = b.k + (i * nkv * hd) * elem + kv_off;
+            const float* k =
+                kv_dtype == DType::kF32 ? reinterpret_cast<const float*>(kp) : krow.data();
+            if (kv_dtype != DType::kF32) dequantize_row(kv_dtype, kp, krow.data(), hd);
+            float dot = 0.0f;
+            for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
+            scores[j] = dot * scaling;
+          }
+        }
+        softmax(scores.data(), j);
+        float* out = s_.attn.data() + (t * nh + head) * hd;
+        j = 0;
+        for (const KVBlock& b : blocks) {
+          for (int64_t i = 0; i < b.n; ++i, ++j) {
+            const std::byte* vp = b.v + (i * nkv * hd) * elem + kv_off;
+            const float* v =
+                kv_dtype == DType::kF32 ? reinterpret_cast<const float*>(vp) : vrow.data();
+            if (kv_dtype != DType::kF32) dequantize_row(kv_dtype, vp, vrow.data(), hd);
+            const float a = scores[j];
+            for (int64_t d = 0; d < hd; ++d) out[d] += a * v[d];
+          }
+        }
+      }
+    }
+  });
+}
+
+// x += post_ffw_norm(down(gelu_tanh(gate(h)) * up(h))), h = pre_ffw_norm(x)
+void Gemma3Model::mlp_block(int layer, int64_t n) {
+  const Gemma3LayerWeights& w = weights_.layers[layer];
+  const int64_t h = config_.hidden_size, ff = config_.intermediate_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  s_.gate.resize(n * ff);
+  s_.up.resize(n * ff);
+  rms_norm_rows(s_.x.data(), w.pre_feedforward_norm, n, h, eps, s_.h.data());
+  matmul(s_.h.data(), n, w.gate_proj, s_.gate.data(), &pool_);
+  matmul(s_.h.data(), n, w.up_proj, s_.up.data(), &pool_);
+  gelu_tanh_gated(s_.gate.data(), s_.up.data(), n * ff, s_.gate.data());
+  matmul(s_.gate.data(), n, w.down_proj, s_.h.data(), &pool_);
+  rms_norm_rows(s_.h.data(), w.post_feedforward_norm, n, h, eps, s_.h.data());
+  add_into(s_.x.data(), s_.h.data(), n * h);
+}
+
+// Final norm and LM head for the tokens whose logits were asked for.
+Gemma3Outputs Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos) {
+  const int64_t h = config_.hidden_size;
+  Gemma3Outputs out;
+  out.vocab_size = config_.vocab_size;
+  std::vector<int64_t> selected;
+  for (int64_t r = 0; r < in.num_rows(); ++r) {
+    const int64_t b = in.input_row_offsets[r], e = in.input_row_offsets[r + 1];
+    int64_t first = e;
+    switch (in.return_logits) {
+      case ReturnLogits::kAll:
+        first = b;
+        break;
+      case ReturnLogits::kLastToken:
+        first = std::max(b, e - 1);
+        break;
+      case ReturnLogits::kVariable:
+        first = std::max(b, e - in.return_n_logits);
+        break;
+    }
+    for (int64_t t = first; t < e; ++t) {
+      selected.push_back(t);
+      out.positions.push_back(pos[t]);
+    }
+    out.logit_row_offsets.push_back(static_cast<int64_t>(selected.size()));
+  }
+  const int64_t m = static_cast<int64_t>(selected.size());
+  s_.hidden_out.resize(m * h);
+  for (int64_t i = 0; i < m; ++i)
+    rms_norm(s_.x.data() + selected[i] * h, weights_.final_norm.data(), h,
+             static_cast<float>(config_.rms_norm_eps), s_.hidden_out.data() + i * h);
+  out.logits.resize(m * config_.vocab_size);
+  matmul(s_.hidden_out.data(), m, weights_.lm_head, out.logits.data(), &pool_);
+  if (config_.final_logit_softcapping)
+    softcap(out.logits.data(), static_cast<int64_t>(out.logits.size()),
+            static_cast<float>(*config_.final_logit_softcapping));
+  return out;
+}
+
+}  // namespace gemmax

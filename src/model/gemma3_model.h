@@ -1,0 +1,51 @@
+// Gemma3Model: one forward step of Gemma 3 over a ragged batch and a paged KV cache, in f32,
+// following transformers' Gemma3ForCausalLM exactly. The pass reads top to bottom in execute(); the
+// heavy lifting is in kernels/ (matmul per weight format, norms, rope, activation).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "kernels/thread_pool.h"
+#include "kv_cache/paged_kv_cache.h"
+#include "model/gemma3_inputs.h"
+#include "model/gemma3_weights.h"
+
+namespace gemmax {
+
+class Gemma3Model {
+ public:
+  // `threads` 0 = all cores.
+  Gemma3Model(const Gemma3Config& config, const Gemma3Weights& weights, int threads = 0);
+
+  const Gemma3Config& config() const { return config_; }
+  // KV cache parameters for this model (f32 by default).
+  KVCacheParams kv_params(DType kv_dtype = DType::kF32, int page_size = 16) const;
+
+  // Runs every row of `inputs` through the model, appending their K/V to `cache` (reserving pages
+  // as needed: KVCacheFullError leaves the cache unchanged for the row that failed) and committing
+  // them. Throws std::invalid_argument for malformed inputs (bad offsets, token ids out of range, a
+  // row that would pass max_position_embeddings).
+  Gemma3Outputs execute(const Gemma3Inputs& inputs, PagedKVCache& cache);
+
+ private:
+  struct Scratch {
+    std::vector<float> x, h, q, k, v, attn, gate, up, hidden_out;
+  };
+  void validate(const Gemma3Inputs& inputs, const PagedKVCache& cache) const;
+  void embed(const std::vector<int32_t>& tokens);
+  void attention_block(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
+                       PagedKVCache& cache);
+  void mlp_block(int layer, int64_t n);
+  void attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
+              const PagedKVCache& cache);
+  Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
+
+  Gemma3Config config_;
+  const Gemma3Weights& weights_;
+  ThreadPool pool_;
+  std::vector<float> inv_freq_local_, inv_freq_global_;
+  Scratch s_;
+};
+
+}  // namespace gemmax

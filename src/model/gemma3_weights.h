@@ -1,0 +1,61 @@
+// Gemma3Weights: views of every tensor the forward pass reads, checked against the config, plus the
+// small norm vectors already turned into their f32 multipliers (1 + w). Large tensors stay in the
+// checkpoint's mapping in their stored format; nothing large is copied.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/gemma3_config.h"
+#include "tensor/tensor_view.h"
+
+namespace gemmax {
+
+class GgufReader;
+class SafetensorsReader;
+
+struct Gemma3LayerWeights {
+  TensorView q_proj, k_proj, v_proj, o_proj;
+  TensorView gate_proj, up_proj, down_proj;
+  // RMSNorm multipliers, f32, already (1 + w).
+  std::vector<float> input_norm, q_norm, k_norm, post_attention_norm, pre_feedforward_norm,
+      post_feedforward_norm;
+};
+
+struct Gemma3Weights {
+  TensorView embed_tokens;  // [vocab, hidden]
+  TensorView lm_head;       // the embedding itself when tied
+  std::vector<float> final_norm;
+  std::vector<Gemma3LayerWeights> layers;
+};
+
+// A loaded checkpoint: the mapped files, the config they describe and the weight views into them.
+class Gemma3Checkpoint {
+ public:
+  // `path`: a HF directory (config.json + safetensors), a .gguf file.
+  static std::unique_ptr<Gemma3Checkpoint> open(const std::string& path);
+  ~Gemma3Checkpoint();
+
+  const Gemma3Config& config() const { return config_; }
+  Gemma3Config& mutable_config() { return config_; }
+  const Gemma3Weights& weights() const { return weights_; }
+  const std::string& path() const { return path_; }
+  bool is_gguf() const { return gguf_ != nullptr; }
+  const GgufReader* gguf() const { return gguf_.get(); }
+  // Every tensor of the checkpoint with its stored format, for `gemmax info`.
+  std::vector<TensorView> tensor_list() const;
+
+ private:
+  Gemma3Checkpoint() = default;
+  void load_gguf(const std::string& path);
+  void load_safetensors(const std::string& dir);
+
+  std::string path_;
+  std::unique_ptr<GgufReader> gguf_;
+  std::unique_ptr<SafetensorsReader> safetensors_;
+  Gemma3Config config_;
+  Gemma3Weights weights_;
+};
+
+}  // namespace gemmax
