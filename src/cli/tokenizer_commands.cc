@@ -1,13 +1,12 @@
 // `gemmax tokenize`, `gemmax detokenize` and `gemmax chat-template`: JSON Lines in, JSON Lines out,
 // so that whole case files can be checked against the reference in one run.
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -76,13 +75,14 @@ void run_tokenize(const TokenizerArgs& args) {
   const auto tok = open_model(args.model);
   const EncodeOptions options{.add_bos = !args.no_bos};
   if (args.input.empty()) {
-    const std::string text{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    const std::string text{std::istreambuf_iterator<char>(std::cin),
+                           std::istreambuf_iterator<char>()};
     std::cout << dump({{"ids", tok->encode(text, options)}}) << '\n';
     return;
   }
   for_each_jsonl(args.input, [&](const json& row) {
-    const std::string& text = required(row, "text", &json::is_string, "a string")
-                                  .get_ref<const std::string&>();
+    const std::string& text =
+        required(row, "text", &json::is_string, "a string").get_ref<const std::string&>();
     std::cout << dump({{"ids", tok->encode(text, options)}}) << '\n';
   });
 }
@@ -90,7 +90,8 @@ void run_tokenize(const TokenizerArgs& args) {
 void run_detokenize(const TokenizerArgs& args) {
   const auto tok = open_model(args.model);
   for_each_jsonl(args.input, [&](const json& row) {
-    const auto ids = required(row, "ids", &json::is_array, "a list of ids").get<std::vector<int32_t>>();
+    const auto ids =
+        required(row, "ids", &json::is_array, "a list of ids").get<std::vector<int32_t>>();
     std::cout << dump({{"text", tok->decode(ids, args.skip_special)}}) << '\n';
   });
 }
@@ -98,12 +99,16 @@ void run_detokenize(const TokenizerArgs& args) {
 // Jinja's truthiness, which is Python's.
 bool truthy(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return false;
-    case json::value_t::boolean: return v.get<bool>();
+    case json::value_t::null:
+      return false;
+    case json::value_t::boolean:
+      return v.get<bool>();
     case json::value_t::number_integer:
     case json::value_t::number_unsigned:
-    case json::value_t::number_float: return v.get<double>() != 0.0;
-    default: return !v.empty();  // strings, lists, mappings
+    case json::value_t::number_float:
+      return v.get<double>() != 0.0;
+    default:
+      return !v.empty();  // strings, lists, mappings
   }
 }
 
@@ -148,7 +153,8 @@ void register_tokenizer_commands(CLI::App& app) {
   detokenize->add_option("--input", args->input, "JSONL file of {\"ids\": [...]} (default: stdin)");
   detokenize->callback([args] { run_detokenize(*args); });
 
-  CLI::App* chat = app.add_subcommand("chat-template", "Render conversations with the chat template");
+  CLI::App* chat =
+      app.add_subcommand("chat-template", "Render conversations with the chat template");
   add_model_option(chat, *args);
   chat->add_option("--input", args->input,
                    "JSONL file of {\"messages\": [...], \"add_generation_prompt\": bool}")
