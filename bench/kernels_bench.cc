@@ -1,6 +1,7 @@
-// matmul GEMV (one token) at the Gemma 3 270M shapes for every weight format, both kernel paths and
-// 1 or 2 threads. Throughput is reported as bytes_per_second of weight bytes read (a GEMV streams
-// every weight byte once, so this is the number to compare against memory bandwidth).
+// matmul GEMV (one token) and a 64-token prefill at the Gemma 3 270M shapes for every weight
+// format, both kernel paths and 1 or 2 threads. Throughput is reported as bytes_per_second of
+// weight bytes read (a GEMV streams every weight byte once, so this is the number to compare
+// against memory bandwidth).
 //
 //   kernels_bench --benchmark_filter='Q4_K'      # one format
 //   kernels_bench --benchmark_filter='lm_head'   # the 262144 x 640 Q8_0 output projection
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -50,7 +52,8 @@ std::vector<std::byte> make_weights(DType t, int64_t rows, int64_t cols) {
   return bytes;
 }
 
-void bm_gemv(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads) {
+void bm_matmul(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads,
+               int64_t n_tokens) {
   if (!kernel_path_supported(path)) {
     state.SkipWithError("kernel path not supported on this CPU");
     return;
@@ -58,15 +61,19 @@ void bm_gemv(benchmark::State& state, DType t, Shape shape, KernelPath path, int
   set_kernel_path(path);
   const std::vector<std::byte> bytes = make_weights(t, shape.out, shape.in);
   const TensorView w{shape.name, t, {shape.out, shape.in}, bytes.data(), bytes.size()};
-  std::vector<float> x(static_cast<size_t>(shape.in)), y(static_cast<size_t>(shape.out));
+  std::vector<float> x(static_cast<size_t>(shape.in * n_tokens));
+  std::vector<float> y(static_cast<size_t>(shape.out * n_tokens));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.1f - 0.8f;
   std::unique_ptr<ThreadPool> pool = threads > 1 ? std::make_unique<ThreadPool>(threads) : nullptr;
   for (auto _ : state) {
-    matmul(x.data(), 1, w, y.data(), pool.get());
+    matmul(x.data(), n_tokens, w, y.data(), pool.get());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes.size()));
+  // Multiply-adds per second: the figure of merit once prefill reuses each weight row many times.
+  state.counters["MAC/s"] = benchmark::Counter(static_cast<double>(shape.in * shape.out * n_tokens),
+                                               benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void register_all() {
@@ -87,16 +94,27 @@ void register_all() {
           if (s.in % require_layout(t).block_size != 0) continue;
           benchmark::RegisterBenchmark(
               ("gemv/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
-              [=](benchmark::State& st) { bm_gemv(st, t, s, path, threads); })
+              [=](benchmark::State& st) { bm_matmul(st, t, s, path, threads, 1); })
               ->UseRealTime();
         }
       }
       const Shape lm_head{"lm_head_640x262144", 640, 262144};
       benchmark::RegisterBenchmark(
           ("gemv/Q8_0/" + std::string(lm_head.name) + suffix).c_str(),
-          [=](benchmark::State& st) { bm_gemv(st, DType::kQ8_0, lm_head, path, threads); })
+          [=](benchmark::State& st) { bm_matmul(st, DType::kQ8_0, lm_head, path, threads, 1); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
+      // Prefill of 64 tokens through the formats the 270M model uses.
+      const std::pair<DType, Shape> prefill[] = {{DType::kQ5_0, layer_shapes[1]},
+                                                 {DType::kQ4_K, layer_shapes[2]},
+                                                 {DType::kQ6_K, layer_shapes[2]}};
+      for (const auto& [t, s] : prefill) {
+        benchmark::RegisterBenchmark(
+            ("prefill64/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
+            [=](benchmark::State& st) { bm_matmul(st, t, s, path, threads, 64); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
     }
   }
 }

@@ -215,12 +215,21 @@ void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, Thr
   Job job{x, n_tokens, &w, y, kernel_path() == KernelPath::kAvx2, {}, nullptr, 0};
   if (job.avx2) job.kernel = detail::avx2_row_kernel(w.dtype);
   if (job.kernel.dot != nullptr && job.kernel.act != detail::ActFormat::kF32) {
-    // Quantize the activations once per call; every row then reuses them.
+    // Quantize the activations once per call (split over tokens for prefill); every row then
+    // reuses them.
     thread_local std::vector<uint8_t> act_buf;
     job.act_stride = detail::act_row_bytes(job.kernel.act, k);
     uint8_t* act = scratch(act_buf, job.act_stride * static_cast<size_t>(n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      detail::quantize_act_row(job.kernel.act, x + t * k, k, act + t * job.act_stride);
+    const auto quantize_tokens = [&job, act](int64_t t0, int64_t t1) {
+      const int64_t cols = job.w->cols();
+      for (int64_t t = t0; t < t1; ++t) {
+        detail::quantize_act_row(job.kernel.act, job.x + t * cols, cols, act + t * job.act_stride);
+      }
+    };
+    if (pool != nullptr && n_tokens > 1) {
+      pool->parallel_for(n_tokens, 1, quantize_tokens);
+    } else {
+      quantize_tokens(0, n_tokens);
     }
     job.act = act;
   }
