@@ -16,6 +16,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const gemmax::TensorView& t : reader.tensors()) {
       for (size_t i = 0; i < t.nbytes; ++i) sum ^= static_cast<uint8_t>(t.data[i]);
     }
+    // Exercise the typed accessors on every key; mismatches must throw GgufError, nothing else.
+    for (const auto& [key, value] : reader.metadata()) {
+      try {
+        sum ^= static_cast<uint8_t>(reader.get_int(key));
+      } catch (const gemmax::GgufError&) {
+      }
+      try {
+        sum ^= static_cast<uint8_t>(reader.get_float(key) != 0.0);
+        sum ^= static_cast<uint8_t>(reader.get_string(key).size());
+      } catch (const gemmax::GgufError&) {
+      }
+      try {
+        sum ^= static_cast<uint8_t>(value.as_array(key).size() + value.as_bool(key));
+      } catch (const gemmax::GgufError&) {
+      }
+    }
     volatile uint8_t sink = sum;
     (void)sink;
   } catch (const gemmax::GgufError&) {
