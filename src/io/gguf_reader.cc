@@ -89,6 +89,7 @@ class Cursor {
   Cursor(std::span<const std::byte> bytes, const std::string& path) : bytes_(bytes), path_(path) {}
 
   size_t pos() const { return pos_; }
+  const std::string& path() const { return path_; }
   size_t remaining() const { return bytes_.size() - pos_; }
 
   [[noreturn]] void fail(const std::string& what, const std::string& msg) const {
@@ -316,42 +317,45 @@ RawTensorInfo read_tensor_info(Cursor& in, uint64_t index) {
 TensorView make_view(const Cursor& in, std::span<const std::byte> bytes, uint64_t data_offset,
                      uint64_t alignment, RawTensorInfo info) {
   const std::string what = "tensor " + in_quotes(info.name);
+  // Checked after all infos are read, so the cursor position would mislead: no byte offset here.
+  const auto fail = [&](const std::string& field, const std::string& msg) {
+    throw GgufError(in.path() + ": " + field + ": " + msg);
+  };
   const auto layout = dtype_layout(static_cast<DType>(info.type));
-  if (!layout) in.fail(what, "unsupported tensor type id " + std::to_string(info.type));
+  if (!layout) fail(what, "unsupported tensor type id " + std::to_string(info.type));
   uint64_t numel = 1;
   for (uint64_t d : info.ne) {
     if (d == 0 || d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      in.fail(what, "dimension " + std::to_string(d) + " is not in 1..2^63-1");
+      fail(what, "dimension " + std::to_string(d) + " is not in 1..2^63-1");
     }
     if (!checked_mul(numel, d, &numel) ||
         numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      in.fail(what, "element count overflows");
+      fail(what, "element count overflows");
     }
   }
   const uint64_t cols = info.ne[0];
   const uint64_t rows = numel / cols;
   if (cols % layout->block_size != 0) {
-    in.fail(what, std::string(layout->name) + " needs rows of a multiple of " +
-                      std::to_string(layout->block_size) + " elements, got " +
-                      std::to_string(cols));
+    fail(what, std::string(layout->name) + " needs rows of a multiple of " +
+                   std::to_string(layout->block_size) + " elements, got " + std::to_string(cols));
   }
   uint64_t nbytes = 0;
   uint64_t begin = 0;
   uint64_t end = 0;
   if (!checked_mul(cols / layout->block_size, layout->block_bytes, &nbytes) ||
       !checked_mul(nbytes, rows, &nbytes)) {
-    in.fail(what, "byte size overflows");
+    fail(what, "byte size overflows");
   }
   if (info.offset % alignment != 0) {
-    in.fail(what, "data offset " + std::to_string(info.offset) + " is not a multiple of the " +
-                      std::to_string(alignment) + "-byte alignment");
+    fail(what, "data offset " + std::to_string(info.offset) + " is not a multiple of the " +
+                   std::to_string(alignment) + "-byte alignment");
   }
   if (!checked_add(data_offset, info.offset, &begin) || !checked_add(begin, nbytes, &end) ||
       end > bytes.size()) {
-    in.fail(what, "data [" + std::to_string(info.offset) + ", +" + std::to_string(nbytes) +
-                      ") lies outside the file (data section starts at " +
-                      std::to_string(data_offset) + ", file has " + std::to_string(bytes.size()) +
-                      " bytes)");
+    fail(what, "data [" + std::to_string(info.offset) + ", +" + std::to_string(nbytes) +
+                   ") lies outside the file (data section starts at " +
+                   std::to_string(data_offset) + ", file has " + std::to_string(bytes.size()) +
+                   " bytes)");
   }
   TensorView view;
   view.name = std::move(info.name);
