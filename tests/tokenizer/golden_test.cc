@@ -26,7 +26,7 @@ const Tokenizer& tokenizer() {
   return *tok;
 }
 
-TEST(Golden, FileDeclarations) {
+void FileDeclarations() {
   const Tokenizer& tok = tokenizer();
   EXPECT_EQ(tok.vocab_size(), 262145u);
   EXPECT_EQ(tok.merge_count(), 514906u);
@@ -41,7 +41,7 @@ TEST(Golden, FileDeclarations) {
   for (int32_t id : {4, 5, 107, 138, 168, 255968, 6000}) EXPECT_FALSE(tok.is_special(id)) << id;
 }
 
-TEST(Golden, EncodeCases) {
+void EncodeCases() {
   const Tokenizer& tok = tokenizer();
   const auto cases = testing::read_jsonl(testing::shared_tokenizer_dir() + "/encode_cases.jsonl");
   ASSERT_GE(cases.size(), 500u);
@@ -63,7 +63,7 @@ TEST(Golden, EncodeCases) {
   }
 }
 
-TEST(Golden, DecodeCasesOneShotAndStreaming) {
+void DecodeCasesOneShotAndStreaming() {
   const Tokenizer& tok = tokenizer();
   const auto cases = testing::read_jsonl(testing::shared_tokenizer_dir() + "/decode_cases.jsonl");
   ASSERT_GE(cases.size(), 200u);
@@ -85,7 +85,7 @@ TEST(Golden, DecodeCasesOneShotAndStreaming) {
   }
 }
 
-TEST(Golden, ChatTemplateCasesTokenize) {
+void ChatTemplateCasesTokenize() {
   const Tokenizer& tok = tokenizer();
   const ChatTemplate tmpl = ChatTemplate::for_tokenizer(tok);
   const auto cases =
@@ -100,7 +100,7 @@ TEST(Golden, ChatTemplateCasesTokenize) {
   EXPECT_GE(checked, 50);
 }
 
-TEST(Golden, LongTextWithoutSpacesIsFast) {
+void LongTextWithoutSpacesIsFast() {
   // 1 MB with no spaces or added tokens is ONE BPE word; it must stay near-linear.
   const Tokenizer& tok = tokenizer();
   std::string text;
@@ -114,6 +114,15 @@ TEST(Golden, LongTextWithoutSpacesIsFast) {
   // Generous bound (Debug and sanitizer builds too); a quadratic loop would take minutes.
   EXPECT_LT(took.count(), 20.0);
   std::printf("1 MB without spaces: %.3f s, %zu ids\n", took.count(), ids.size());
+}
+
+// One test, so that ctest (one process per test) parses the 33 MB tokenizer.json once.
+TEST(Golden, AllCases) {
+  FileDeclarations();
+  EncodeCases();
+  DecodeCasesOneShotAndStreaming();
+  ChatTemplateCasesTokenize();
+  LongTextWithoutSpacesIsFast();
 }
 
 }  // namespace
