@@ -5,8 +5,9 @@
 // pages.
 //
 // Life of a decode/prefill step for a sequence:  reserve(id, n)  ->  for each layer: store(...) for
-// the n new positions, blocks(...) to attend  ->  commit(id, n). Not thread-safe: the caller
-// serialises calls (the engine runs one step at a time).
+// the n new positions, blocks(...) to attend  ->  commit(id, n). Mutating calls must be
+// serialised by the caller (the engine runs one step at a time); const calls (blocks, length, ...)
+// may run concurrently with each other, e.g. attention threads reading blocks().
 #pragma once
 
 #include <cstddef>
