@@ -70,7 +70,9 @@ TEST_F(RealModel, IdenticalIdsAndTextOnAllGoldenCases) {
       const EncodeOptions opt{.add_bos = true, .parse_special = special};
       const Ids ids = gguf_->encode(text, opt);
       ASSERT_EQ(ids, hf_->encode(text, opt)) << c["id"];
-      if (special) EXPECT_EQ(ids, c["ids_with_special"].get<Ids>()) << c["id"];
+      if (special) {
+        EXPECT_EQ(ids, c["ids_with_special"].get<Ids>()) << c["id"];
+      }
       EXPECT_EQ(gguf_->decode(ids, true), hf_->decode(ids, true)) << c["id"];
     }
     ++n;
