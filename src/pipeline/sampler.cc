@@ -1,0 +1,169 @@
+#include "pipeline/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+namespace gemmax {
+namespace {
+
+void require(bool ok, const char* field, const std::string& what) {
+  if (!ok) throw std::invalid_argument(std::string(field) + ": " + what);
+}
+
+// More likely first; equal values: lower id first, so results never depend on sort stability.
+struct ByValueDesc {
+  const float* v;
+  bool operator()(int32_t a, int32_t b) const { return v[a] != v[b] ? v[a] > v[b] : a < b; }
+};
+
+}  // namespace
+
+void SamplingParams::validate(int64_t vocab_size) const {
+  require(std::isfinite(temperature) && temperature >= 0 && temperature <= 100, "temperature",
+          "must be in [0, 100]");
+  require(top_k >= 0, "top_k", "must not be negative (0 = disabled)");
+  require(std::isfinite(top_p) && top_p > 0 && top_p <= 1, "top_p", "must be in (0, 1]");
+  require(std::isfinite(min_p) && min_p >= 0 && min_p <= 1, "min_p", "must be in [0, 1]");
+  require(std::isfinite(repetition_penalty) && repetition_penalty > 0 && repetition_penalty <= 100,
+          "repetition_penalty", "must be in (0, 100]");
+  require(std::isfinite(presence_penalty) && std::abs(presence_penalty) <= 2, "presence_penalty",
+          "must be in [-2, 2]");
+  require(std::isfinite(frequency_penalty) && std::abs(frequency_penalty) <= 2, "frequency_penalty",
+          "must be in [-2, 2]");
+  for (const auto& [id, bias] : logit_bias) {
+    require(id >= 0 && id < vocab_size, "logit_bias",
+            "token id " + std::to_string(id) + " is outside the vocabulary");
+    require(std::isfinite(bias) && std::abs(bias) <= 100, "logit_bias",
+            "biases must be in [-100, 100]");
+  }
+  require(max_tokens >= 0, "max_tokens", "must not be negative");
+  require(logprobs >= -1 && logprobs <= kMaxLogprobs, "logprobs", "must be in [0, 20]");
+  require(prompt_logprobs >= -1 && prompt_logprobs <= kMaxLogprobs, "prompt_logprobs",
+          "must be in [0, 20]");
+  for (const std::string& s : stop) require(!s.empty(), "stop", "stop strings must not be empty");
+}
+
+TokenLogprob token_logprob(std::span<const float> logits, int32_t id, int top_n) {
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float x : logits) sum += std::exp(static_cast<double>(x - max));
+  const float log_z = max + static_cast<float>(std::log(sum));
+  TokenLogprob out;
+  out.id = id;
+  out.logprob = logits[static_cast<size_t>(id)] - log_z;
+  if (top_n > 0) {
+    std::vector<int32_t> ids(logits.size());
+    std::iota(ids.begin(), ids.end(), 0);
+    const size_t n = std::min(ids.size(), static_cast<size_t>(top_n));
+    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(),
+                      ByValueDesc{logits.data()});
+    for (size_t i = 0; i < n; ++i)
+      out.top.emplace_back(ids[i], logits[static_cast<size_t>(ids[i])] - log_z);
+  }
+  return out;
+}
+
+Sampler::Sampler(SamplingParams params, std::span<const int32_t> prompt, uint64_t seed_offset)
+    : params_(std::move(params)) {
+  const uint64_t seed =
+      params_.seed ? *params_.seed : std::random_device{}() * 0x9E3779B97F4A7C15ull;
+  // Choices of one request get distinct but reproducible streams.
+  rng_.seed(seed + seed_offset * 0xD1B54A32D192ED03ull);
+  if (params_.repetition_penalty != 1.0)
+    for (int32_t id : prompt) ++seen_[id];
+}
+
+void Sampler::accept(int32_t id) {
+  ++generated_[id];
+  if (params_.repetition_penalty != 1.0) ++seen_[id];
+}
+
+void Sampler::apply_penalties(std::vector<float>& logits) const {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  for (const auto& [id, bias] : params_.logit_bias)
+    if (id < vocab) logits[static_cast<size_t>(id)] += static_cast<float>(bias);
+  const auto rp = static_cast<float>(params_.repetition_penalty);
+  for (const auto& [id, count] : seen_) {
+    float& x = logits[static_cast<size_t>(id)];
+    x = x > 0 ? x / rp : x * rp;
+  }
+  if (params_.presence_penalty == 0 && params_.frequency_penalty == 0) return;
+  for (const auto& [id, count] : generated_)
+    logits[static_cast<size_t>(id)] -=
+        static_cast<float>(params_.presence_penalty + params_.frequency_penalty * count);
+}
+
+double Sampler::uniform() {
+  return static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // 53 random bits in [0, 1)
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  work_.assign(logits.begin(), logits.end());
+  apply_penalties(work_);
+  if (params_.greedy())
+    return static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin());
+  return draw(work_);
+}
+
+// Temperature, then top-k, top-p and min-p over the softmax, then one draw. Only the head of the
+// distribution is ever sorted: the prefix grows until it holds top_p of the mass, which for real
+// models is a few dozen of the 262k ids.
+int32_t Sampler::draw(std::vector<float>& logits) {
+  const auto inv_t = static_cast<float>(1.0 / params_.temperature);
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double total = 0;
+  for (float& x : logits) {
+    x = std::exp((x - max) * inv_t);  // now unnormalised probabilities
+    total += x;
+  }
+  const size_t vocab = logits.size();
+  order_.resize(vocab);
+  std::iota(order_.begin(), order_.end(), 0);
+  const ByValueDesc cmp{logits.data()};
+  size_t keep = params_.top_k > 0 ? std::min(vocab, static_cast<size_t>(params_.top_k)) : vocab;
+  if (keep < vocab) {
+    std::nth_element(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(keep),
+                     order_.end(), cmp);
+    total = 0;
+    for (size_t i = 0; i < keep; ++i) total += logits[static_cast<size_t>(order_[i])];
+  }
+  // Sort a growing prefix of the kept ids until it covers top_p of their mass.
+  size_t sorted = std::min<size_t>(keep, params_.top_p < 1.0 ? 64 : 1);
+  for (;;) {
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(sorted),
+                      order_.begin() + static_cast<std::ptrdiff_t>(keep), cmp);
+    double mass = 0;
+    size_t i = 0;
+    while (i < sorted && mass < params_.top_p * total)
+      mass += logits[static_cast<size_t>(order_[i++])];
+    if (mass >= params_.top_p * total || sorted == keep) {
+      if (params_.top_p < 1.0) keep = std::max<size_t>(i, 1);
+      break;
+    }
+    sorted = std::min(keep, sorted * 16);
+  }
+  // min_p compares with the most likely token (order_[0]: the sorted prefix is never empty). The
+  // tail past the sorted prefix is unordered, which only changes which id a draw lands on, the
+  // same way every time.
+  const float floor = static_cast<float>(params_.min_p) * logits[static_cast<size_t>(order_[0])];
+  size_t n = 0;
+  double kept_mass = 0;
+  for (size_t j = 0; j < keep; ++j) {
+    const float p = logits[static_cast<size_t>(order_[j])];
+    if (p < floor) continue;
+    order_[n++] = order_[j];
+    kept_mass += p;
+  }
+  double u = uniform() * kept_mass;
+  for (size_t j = 0; j < n; ++j) {
+    u -= logits[static_cast<size_t>(order_[j])];
+    if (u < 0) return order_[j];
+  }
+  return order_[n - 1];  // rounding left a sliver of mass: the last kept id
+}
+
+}  // namespace gemmax
