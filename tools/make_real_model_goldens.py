@@ -74,7 +74,8 @@ He speaks slowly and pauses often, as if he were still listening for something o
 """
 
 PROMPTS = [
-    ("english", "The quick brown fox jumps over the lazy dog. The capital of France is"),
+    ("english", "The quick brown fox jumps over the lazy dog. Paris is the capital of France, "
+                "and Berlin is the capital of"),
     ("code", "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n"
              "        return n\n    return"),
     ("chat", "<start_of_turn>user\nWrite a short poem about the sea.<end_of_turn>\n"
@@ -125,18 +126,23 @@ def run_prompt(llm, name: str, text: str, greedy: bool) -> dict:
 
 
 def greedy_continue(llm, last_row: np.ndarray) -> dict:
-    """Argmax decoding token by token (no EOS stop); row k = logits after generated[k]."""
-    generated, tops, lses = [], [], []
+    """Argmax decoding token by token (no EOS stop); row k = logits after generated[k].
+
+    margins[k] = top-1 minus top-2 logit of the row that chose generated[k]: a
+    consumer should only expect to reproduce ids up to the first small margin."""
+    generated, tops, lses, margins = [], [], [], []
     row = last_row
     for _ in range(GREEDY_TOKENS):
         tok = int(np.argmax(row))
+        two = np.partition(row, -2)[-2:]
+        margins.append(round(float(two[1] - two[0]), 4))
         generated.append(tok)
         row = eval_rows(llm, [tok])[0]
         top, lse = summarize_row(row)
         tops.append(top)
         lses.append(lse)
     return {"ids": generated, "text": llm.detokenize(generated).decode("utf-8", "replace"),
-            "top": tops, "lse": lses}
+            "margins": margins, "top": tops, "lse": lses}
 
 
 def main(argv: list[str]) -> int:
@@ -163,7 +169,8 @@ def main(argv: list[str]) -> int:
         "schema": ("prompts[i].top[p] = top-k [token_id, logit] after consuming ids[0..p] (ties: "
                    "lower id first); lse[p] = log(sum(exp(logits))) over the full vocab row, so "
                    "log_softmax(id) = logit - lse. greedy.ids = argmax continuation (no EOS stop); "
-                   "greedy.top[k]/lse[k] = the row after consuming greedy.ids[k]. Logits rounded "
+                   "greedy.top[k]/lse[k] = the row after consuming greedy.ids[k]; greedy.margins[k] = "
+                   "top1 - top2 logit of the row that chose greedy.ids[k]. Logits rounded "
                    "to 4 decimals."),
         "prompts": prompts,
     }
