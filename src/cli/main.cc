@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   gemmax::cli::register_info_command(app);
   gemmax::cli::register_logits_command(app);
   gemmax::cli::register_generate_command(app);
+  gemmax::cli::register_bench_command(app);
   gemmax::cli::register_tokenizer_commands(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,216 @@
+// gemmax bench: end-to-end speed of one checkpoint (prefill and batch-1 decode tokens/s, load time,
+// peak RSS, weight bytes read per decoded token) and a memory read-bandwidth probe that turns those
+// bytes into the decode speed the memory system allows.
+#include <fmt/core.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/loaded_model.h"
+#include "kernels/thread_pool.h"
+
+namespace gemmax::cli {
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  int prompt_tokens = 512;
+  int gen_tokens = 128;
+  int threads = 0;
+  int repeat = 3;
+  bool json = false;
+  bool bandwidth = false;
+  int bandwidth_mib = 512;
+  uint32_t seed = 1;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+int64_t tensor_bytes(const TensorView& t) { return t.rows() * t.row_bytes(); }
+
+// Bytes of weights one decode step must stream from memory: every projection of every layer, the
+// LM head and one embedding row. Norm vectors are a few KB and stay in cache.
+int64_t weight_bytes_per_token(const Gemma3Weights& w) {
+  int64_t total = tensor_bytes(w.lm_head) + w.embed_tokens.row_bytes();
+  for (const Gemma3LayerWeights& l : w.layers) {
+    for (const TensorView* t :
+         {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
+      total += tensor_bytes(*t);
+  }
+  return total;
+}
+
+struct RunResult {
+  double prefill_tps = 0, decode_tps = 0;
+};
+
+// One prefill of `prompt_tokens` random ids (in one step, like llama.cpp's batch) followed by
+// `gen_tokens` single-token decode steps, each fed a random id (the speed does not depend on
+// which).
+RunResult run_once(Gemma3Model& model, const BenchOptions& o, std::mt19937& rng) {
+  const Gemma3Config& cfg = model.config();
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(cfg.vocab_size - 1));
+  PagedKVCache cache = single_sequence_cache(model, o.prompt_tokens + o.gen_tokens);
+  const SeqId seq = cache.add_sequence();
+  std::vector<int32_t> prompt(o.prompt_tokens);
+  for (int32_t& t : prompt) t = id(rng);
+  RunResult r;
+  Gemma3Inputs in;
+  in.add_row(seq, prompt);
+  auto start = Clock::now();
+  model.execute(in, cache);
+  r.prefill_tps = o.prompt_tokens / seconds_since(start);
+  start = Clock::now();
+  for (int i = 0; i < o.gen_tokens; ++i) {
+    Gemma3Inputs step;
+    step.add_row(seq, {id(rng)});
+    model.execute(step, cache);
+  }
+  r.decode_tps = o.gen_tokens / seconds_since(start);
+  return r;
+}
+
+// ---- memory bandwidth probe ----
+
+// Sums 64-bit words with four independent accumulators so the loop is limited by loads, not adds.
+uint64_t sum_words(const uint64_t* p, int64_t n) {
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  for (int64_t i = 0; i + 4 <= n; i += 4) {
+    a += p[i];
+    b += p[i + 1];
+    c += p[i + 2];
+    d += p[i + 3];
+  }
+  return a + b + c + d;
+}
+
+// Best-of-5 read bandwidth (bytes/s) over `buf` with `threads` threads, each reading a contiguous
+// slice. The buffer is far larger than any cache, so this is DRAM bandwidth.
+double read_bandwidth(const std::vector<uint64_t>& buf, int threads) {
+  ThreadPool pool(threads);
+  const int64_t n = static_cast<int64_t>(buf.size());
+  std::vector<uint64_t> sums(threads, 0);
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto start = Clock::now();
+    pool.parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        sums[t] += sum_words(buf.data() + t * n / threads, n / threads);
+    });
+    best = std::max(best, static_cast<double>(n * 8) / seconds_since(start));
+  }
+  // Keep the sums observable so the reads cannot be optimised away.
+  uint64_t total = 0;
+  for (uint64_t s : sums) total += s;
+  if (total == 42) fmt::print("");
+  return best;
+}
+
+void run_bandwidth(const BenchOptions& o) {
+  if (o.bandwidth_mib < 64) throw std::invalid_argument("--bandwidth-mib must be at least 64");
+  const int threads = o.threads > 0 ? o.threads : ThreadPool(0).size();
+  std::vector<uint64_t> buf(static_cast<size_t>(o.bandwidth_mib) << 17);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = i;  // touch every page before timing
+  const double bw1 = read_bandwidth(buf, 1), bwn = read_bandwidth(buf, threads);
+  nlohmann::json j{
+      {"read_bytes_per_s_1_thread", bw1}, {"read_bytes_per_s", bwn}, {"threads", threads}};
+  int64_t per_token = 0;
+  if (!o.model.empty()) {
+    LoadedModel m = load_model(o.model, 1, false);
+    per_token = weight_bytes_per_token(m.checkpoint->weights());
+    j["weight_bytes_per_token"] = per_token;
+    j["decode_bound_tokens_per_s"] = bwn / static_cast<double>(per_token);
+  }
+  if (o.json) {
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  fmt::print("read bandwidth: {:.2f} GB/s (1 thread), {:.2f} GB/s ({} threads)\n", bw1 / 1e9,
+             bwn / 1e9, threads);
+  if (per_token > 0)
+    fmt::print("weights per decoded token: {:.1f} MB -> decode bound {:.1f} tokens/s\n",
+               per_token / 1e6, bwn / static_cast<double>(per_token));
+}
+
+void run_model(const BenchOptions& o) {
+  if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.repeat < 1)
+    throw std::invalid_argument("--prompt-tokens, --gen-tokens and --repeat must be at least 1");
+  if (o.model.empty()) throw std::invalid_argument("bench needs --model (or --bandwidth)");
+  LoadedModel m = load_model(o.model, o.threads, false);
+  if (o.prompt_tokens + o.gen_tokens > m.model->config().max_position_embeddings)
+    throw std::invalid_argument("--prompt-tokens + --gen-tokens exceed the model's context");
+  std::mt19937 rng(o.seed);
+  std::vector<double> prefill, decode;
+  for (int i = 0; i < o.repeat; ++i) {
+    const RunResult r = run_once(*m.model, o, rng);
+    prefill.push_back(r.prefill_tps);
+    decode.push_back(r.decode_tps);
+  }
+  const int64_t per_token = weight_bytes_per_token(m.checkpoint->weights());
+  nlohmann::json j{{"model", m.checkpoint->path()},
+                   {"threads", o.threads > 0 ? o.threads : ThreadPool(0).size()},
+                   {"prompt_tokens", o.prompt_tokens},
+                   {"gen_tokens", o.gen_tokens},
+                   {"repeat", o.repeat},
+                   {"prefill_tokens_per_s", median(prefill)},
+                   {"decode_tokens_per_s", median(decode)},
+                   {"prefill_runs", prefill},
+                   {"decode_runs", decode},
+                   {"peak_rss_bytes", peak_rss_bytes()},
+                   {"load_seconds", m.load_seconds},
+                   {"weight_bytes_per_token", per_token}};
+  if (o.json) {
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  fmt::print("prefill: {:.1f} tokens/s ({} tokens, median of {})\n", median(prefill),
+             o.prompt_tokens, o.repeat);
+  fmt::print("decode:  {:.2f} tokens/s ({} tokens, median of {})\n", median(decode), o.gen_tokens,
+             o.repeat);
+  fmt::print("load: {:.3f} s, peak RSS: {:.1f} MiB, weights per decoded token: {:.1f} MB\n",
+             m.load_seconds, peak_rss_bytes() / 1048576.0, per_token / 1e6);
+}
+
+}  // namespace
+
+void register_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure prefill/decode speed or memory bandwidth");
+  cmd->add_option("--model", o->model, "HF directory or .gguf file");
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prefill length")->capture_default_str();
+  cmd->add_option("--gen-tokens", o->gen_tokens, "Decode steps")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--repeat", o->repeat, "Runs; the median is reported")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the random token ids")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_flag("--bandwidth", o->bandwidth,
+                "Measure memory read bandwidth instead (with --model: also the decode bound)");
+  cmd->add_option("--bandwidth-mib", o->bandwidth_mib, "Probe buffer size")->capture_default_str();
+  cmd->callback([o] { o->bandwidth ? run_bandwidth(*o) : run_model(*o); });
+}
+
+}  // namespace gemmax::cli
