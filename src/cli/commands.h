@@ -10,6 +10,8 @@ namespace gemmax::cli {
 void register_info_command(CLI::App& app);
 void register_logits_command(CLI::App& app);
 void register_generate_command(CLI::App& app);
+void register_serve_command(CLI::App& app);
+void register_chat_command(CLI::App& app);
 void register_bench_command(CLI::App& app);
 // tokenize, detokenize, chat-template
 void register_tokenizer_commands(CLI::App& app);

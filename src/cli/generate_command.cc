@@ -1,13 +1,15 @@
-// gemmax generate: greedy generation from a prompt, streamed as text or printed as one JSON object.
-#include <CLI/CLI.hpp>
+// gemmax generate: generation from a prompt through the pipeline Engine, streamed as text or
+// printed as one JSON object.
 #include <fmt/core.h>
 
-#include <algorithm>
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/loaded_model.h"
+#include "cli/sampling_flags.h"
+#include "pipeline/engine.h"
 
 namespace gemmax::cli {
 namespace {
@@ -17,25 +19,15 @@ struct GenerateOptions {
   int max_tokens = 64;
   int threads = 0;
   bool json = false;
+  bool stream = false;
+  SamplingParams sampling;
+  uint64_t seed = 0;
 };
 
 constexpr int64_t kPrefillChunk = 512;  // bounds activation memory for long prompts
 
-int32_t argmax(const float* row, int64_t n) {
-  return static_cast<int32_t>(std::max_element(row, row + n) - row);
-}
-
-// Runs `tokens` through the model in chunks; returns the logits of the last token.
-std::vector<float> feed(Gemma3Model& model, PagedKVCache& cache, SeqId seq,
-                        const std::vector<int32_t>& tokens) {
-  Gemma3Outputs out;
-  for (size_t start = 0; start < tokens.size(); start += kPrefillChunk) {
-    const size_t end = std::min(tokens.size(), start + kPrefillChunk);
-    Gemma3Inputs in;
-    in.add_row(seq, std::vector<int32_t>(tokens.begin() + start, tokens.begin() + end));
-    out = model.execute(in, cache);
-  }
-  return std::vector<float>(out.row(0), out.row(0) + out.vocab_size);
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void run(const GenerateOptions& o) {
@@ -44,53 +36,62 @@ void run(const GenerateOptions& o) {
   const Gemma3Config& cfg = m.model->config();
   const std::vector<int32_t> prompt = prompt_tokens(m, o.prompt_ids, o.prompt);
   if (static_cast<int64_t>(prompt.size()) >= cfg.max_position_embeddings)
-    throw std::invalid_argument(fmt::format("the prompt has {} tokens; the context is {}", prompt.size(),
-                                            cfg.max_position_embeddings));
+    throw std::invalid_argument(fmt::format("the prompt has {} tokens; the context is {}",
+                                            prompt.size(), cfg.max_position_embeddings));
   const int64_t budget = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + o.max_tokens,
                                            cfg.max_position_embeddings);
-  PagedKVCache cache = single_sequence_cache(*m.model, budget);
-  const SeqId seq = cache.add_sequence();
-  StreamingDetokenizer stream(*m.tokenizer);
-  std::vector<int32_t> generated;
-  std::string finish_reason = "length";
-  std::vector<float> logits = feed(*m.model, cache, seq, prompt);
-  while (static_cast<int>(generated.size()) < o.max_tokens) {
-    const int32_t next = argmax(logits.data(), static_cast<int64_t>(logits.size()));
-    const auto& stops = cfg.eos_token_ids;
-    if (std::find(stops.begin(), stops.end(), next) != stops.end() || m.tokenizer->is_stop(next)) {
-      finish_reason = "stop";
-      break;
-    }
-    generated.push_back(next);
-    if (!o.json) {
-      fmt::print("{}", stream.push(next));
-      std::fflush(stdout);
-    }
-    if (cache.length(seq) + 1 >= cfg.max_position_embeddings) break;  // context full: "length"
-    if (static_cast<int>(generated.size()) < o.max_tokens)
-      logits = feed(*m.model, cache, seq, {next});
+  EngineOptions eo;
+  eo.max_seqs = 1;
+  eo.max_batch_tokens = kPrefillChunk;
+  eo.kv_pages = single_sequence_cache(*m.model, budget).total_pages();
+  Engine engine(*m.model, m.tokenizer.get(), eo);
+  SamplingParams p = o.sampling;
+  p.max_tokens = o.max_tokens;
+  std::vector<int32_t> ids;
+  std::string text;
+  FinishReason finish = FinishReason::kNone;
+  engine.submit({prompt, p, 0}, [&](const GenerationEvent& ev) {
+    ids.insert(ids.end(), ev.ids.begin(), ev.ids.end());
+    text += ev.text;
+    if (ev.finish != FinishReason::kNone) finish = ev.finish;
+    if (o.json && o.stream && (!ev.ids.empty() || !ev.text.empty()))
+      fmt::print("{}\n", dump({{"ids", ev.ids}, {"text", ev.text}}));
+    else if (!o.json)
+      fmt::print("{}", ev.text);
+    std::fflush(stdout);
+  });
+  while (engine.step()) {
   }
-  if (o.json) {
-    nlohmann::json j{{"ids", generated}, {"text", m.tokenizer->decode(generated)},
-                     {"finish_reason", finish_reason}};
-    fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  } else {
-    fmt::print("{}\n", stream.finish());
-  }
+  if (finish == FinishReason::kError) throw std::runtime_error("generation failed");
+  if (o.json)
+    fmt::print("{}\n",
+               dump({{"ids", ids}, {"text", text}, {"finish_reason", finish_reason_name(finish)}}));
+  else
+    fmt::print("\n");
 }
 
 }  // namespace
 
 void register_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt (greedy)");
-  cmd->add_option("--model", o->model, "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
+  CLI::App* cmd =
+      app.add_subcommand("generate", "Generate text from a prompt (greedy unless --temperature)");
+  cmd->add_option("--model", o->model,
+                  "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
   cmd->add_option("--prompt-ids", o->prompt_ids, "Comma-separated token ids, e.g. 2,818,5279");
   cmd->add_option("--prompt", o->prompt, "Prompt text (tokenized with <bos>)");
   cmd->add_option("--max-tokens", o->max_tokens, "Most tokens to generate")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--json", o->json, R"(Print {"ids":[...],"text":"...","finish_reason":"..."})");
-  cmd->callback([o] { run(*o); });
+  cmd->add_flag("--stream", o->stream,
+                "Print text as it is generated (the default for text output); with --json, one "
+                R"({"ids":[..],"text":".."} line per token before the final object)");
+  auto seed = std::make_shared<uint64_t>(0);
+  add_sampling_flags(*cmd, o->sampling, seed);
+  cmd->callback([o, cmd, seed] {
+    finish_sampling_flags(*cmd, o->sampling, *seed);
+    run(*o);
+  });
 }
 
 }  // namespace gemmax::cli

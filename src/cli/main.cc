@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   gemmax::cli::register_info_command(app);
   gemmax::cli::register_logits_command(app);
   gemmax::cli::register_generate_command(app);
+  gemmax::cli::register_serve_command(app);
+  gemmax::cli::register_chat_command(app);
   gemmax::cli::register_bench_command(app);
   gemmax::cli::register_tokenizer_commands(app);
   try {
