@@ -30,6 +30,7 @@ struct BenchOptions {
   bool bandwidth = false;
   int bandwidth_mib = 512;
   uint32_t seed = 1;
+  bool warmup = true;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -164,6 +165,12 @@ void run_model(const BenchOptions& o) {
   if (o.prompt_tokens + o.gen_tokens > m.model->config().max_position_embeddings)
     throw std::invalid_argument("--prompt-tokens + --gen-tokens exceed the model's context");
   std::mt19937 rng(o.seed);
+  if (o.warmup) {  // untimed: first-touch of the weights and scratch buffers
+    BenchOptions w = o;
+    w.prompt_tokens = std::min(16, o.prompt_tokens);
+    w.gen_tokens = std::min(4, o.gen_tokens);
+    run_once(*m.model, w, rng);
+  }
   std::vector<double> prefill, decode;
   for (int i = 0; i < o.repeat; ++i) {
     const RunResult r = run_once(*m.model, o, rng);
@@ -206,6 +213,7 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--repeat", o->repeat, "Runs; the median is reported")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the random token ids")->capture_default_str();
+  cmd->add_flag("!--no-warmup", o->warmup, "Skip the untimed warm-up run");
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->add_flag("--bandwidth", o->bandwidth,
                 "Measure memory read bandwidth instead (with --model: also the decode bound)");

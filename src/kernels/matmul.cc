@@ -193,6 +193,11 @@ void set_kernel_path(KernelPath path) {
   path_slot().store(static_cast<int>(path), std::memory_order_release);
 }
 
+float dot_f32(const float* a, const float* b, int64_t n) {
+  return kernel_path() == KernelPath::kAvx2 ? detail::avx2_dot_f32(a, b, n)
+                                            : dot_f32_scalar(a, b, n);
+}
+
 void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, float* y) {
   check_operands("matmul_reference", x, n_tokens, w, y);
   const int64_t k = w.cols(), n_rows = w.rows();

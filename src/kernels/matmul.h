@@ -15,6 +15,10 @@ void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, Thr
 // Same contract, the plain reference (dequantize a row, dot product) used by the tests.
 void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, float* y);
 
+// sum_i a[i] * b[i] in f32 on the current kernel path (AVX2/FMA or 8 scalar partial sums); the
+// attention scores use it.
+float dot_f32(const float* a, const float* b, int64_t n);
+
 // Which implementation matmul() uses. kAvx2 quantizes the activations of block-quantized weights to
 // int8 (per 32 or 256 elements) and uses integer dot products; F32/F16/BF16 weights stay in f32.
 // kScalar is portable plain C++ (dequantize a row, f32 dot) and is always available.

@@ -169,62 +169,66 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
 }
 
 // Causal attention of every token over its sequence's cached K/V (windowed on sliding layers), GQA:
-// query head `head` reads kv head head / (nh / nkv).
+// query head `head` reads kv head head / (nh / nkv). The (token, head) pairs are independent, so
+// they are split over the pool together: a decode step (one token) still uses every thread.
 void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
                          const PagedKVCache& cache) {
   const int64_t n = static_cast<int64_t>(in.tokens.size());
   const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
+  s_.attn.assign(n * nh * hd, 0.0f);
+  s_.row_of.resize(n);
+  for (int64_t r = 0; r < in.num_rows(); ++r)
+    for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t)
+      s_.row_of[t] = r;
+  pool_.parallel_for(n * nh, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      attend_head(layer, in.seq_ids[s_.row_of[i / nh]], pos[i / nh], i / nh, i % nh, cache);
+  });
+}
+
+// One query head of token t at position p: scores over the cached keys, softmax, weighted values.
+void Gemma3Model::attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_t head,
+                              const PagedKVCache& cache) {
+  const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
   const int64_t nkv = config_.num_key_value_heads, group = nh / nkv;
-  const bool sliding = config_.layer_is_sliding[layer];
   const float scaling = 1.0f / std::sqrt(static_cast<float>(config_.query_pre_attn_scalar));
   // attn_logit_softcapping is read from the config but, as in transformers' Gemma 3 (the numerical
   // definition; Gemma 2 applied it), not applied: no Gemma 3 checkpoint sets it anyway.
   const DType kv_dtype = cache.params().dtype;
+  const bool f32_kv = kv_dtype == DType::kF32;
   const int64_t elem = dtype_row_bytes(kv_dtype, 1);
-  s_.attn.assign(n * nh * hd, 0.0f);
-  std::vector<int64_t> row_of(n);
-  for (int64_t r = 0; r < in.num_rows(); ++r)
-    for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t) row_of[t] = r;
-
-  pool_.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<KVBlock> blocks;
-    std::vector<float> scores, krow(hd), vrow(hd);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t p = pos[t];
-      const int64_t begin = sliding ? std::max<int64_t>(0, p - config_.sliding_window + 1) : 0;
-      cache.blocks(in.seq_ids[row_of[t]], layer, begin, p + 1, blocks);
-      scores.resize(p + 1 - begin);
-      for (int64_t head = 0; head < nh; ++head) {
-        const float* q = s_.q.data() + (t * nh + head) * hd;
-        const int64_t kv_off = (head / group) * hd * elem;
-        int64_t j = 0;
-        for (const KVBlock& b : blocks) {
-          for (int64_t i = 0; i < b.n; ++i, ++j) {
-            const std::byte* kp = b.k + (i * nkv * hd) * elem + kv_off;
-            const float* k =
-                kv_dtype == DType::kF32 ? reinterpret_cast<const float*>(kp) : krow.data();
-            if (kv_dtype != DType::kF32) dequantize_row(kv_dtype, kp, krow.data(), hd);
-            float dot = 0.0f;
-            for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
-            scores[j] = dot * scaling;
-          }
-        }
-        softmax(scores.data(), j);
-        float* out = s_.attn.data() + (t * nh + head) * hd;
-        j = 0;
-        for (const KVBlock& b : blocks) {
-          for (int64_t i = 0; i < b.n; ++i, ++j) {
-            const std::byte* vp = b.v + (i * nkv * hd) * elem + kv_off;
-            const float* v =
-                kv_dtype == DType::kF32 ? reinterpret_cast<const float*>(vp) : vrow.data();
-            if (kv_dtype != DType::kF32) dequantize_row(kv_dtype, vp, vrow.data(), hd);
-            const float a = scores[j];
-            for (int64_t d = 0; d < hd; ++d) out[d] += a * v[d];
-          }
-        }
-      }
+  const int64_t kv_off = (head / group) * hd * elem, kv_stride = nkv * hd * elem;
+  // Per-thread buffers that only grow: no allocation per step once warm.
+  thread_local std::vector<KVBlock> blocks;
+  thread_local std::vector<float> scores, krow, vrow;
+  krow.resize(hd);
+  vrow.resize(hd);
+  const int64_t begin =
+      config_.layer_is_sliding[layer] ? std::max<int64_t>(0, p - config_.sliding_window + 1) : 0;
+  cache.blocks(seq, layer, begin, p + 1, blocks);
+  scores.resize(p + 1 - begin);
+  const float* q = s_.q.data() + (t * nh + head) * hd;
+  int64_t j = 0;
+  for (const KVBlock& b : blocks) {
+    for (int64_t i = 0; i < b.n; ++i, ++j) {
+      const std::byte* kp = b.k + i * kv_stride + kv_off;
+      if (!f32_kv) dequantize_row(kv_dtype, kp, krow.data(), hd);
+      const float* k = f32_kv ? reinterpret_cast<const float*>(kp) : krow.data();
+      scores[j] = dot_f32(q, k, hd) * scaling;
     }
-  });
+  }
+  softmax(scores.data(), j);
+  float* out = s_.attn.data() + (t * nh + head) * hd;
+  j = 0;
+  for (const KVBlock& b : blocks) {
+    for (int64_t i = 0; i < b.n; ++i, ++j) {
+      const std::byte* vp = b.v + i * kv_stride + kv_off;
+      if (!f32_kv) dequantize_row(kv_dtype, vp, vrow.data(), hd);
+      const float* v = f32_kv ? reinterpret_cast<const float*>(vp) : vrow.data();
+      const float a = scores[j];
+      for (int64_t d = 0; d < hd; ++d) out[d] += a * v[d];
+    }
+  }
 }
 
 // x += post_ffw_norm(down(gelu_tanh(gate(h)) * up(h))), h = pre_ffw_norm(x)

@@ -31,6 +31,7 @@ class Gemma3Model {
  private:
   struct Scratch {
     std::vector<float> x, h, q, k, v, attn, gate, up, hidden_out;
+    std::vector<int64_t> row_of;  // input row of each token
   };
   void validate(const Gemma3Inputs& inputs, const PagedKVCache& cache) const;
   void embed(const std::vector<int32_t>& tokens);
@@ -39,6 +40,8 @@ class Gemma3Model {
   void mlp_block(int layer, int64_t n);
   void attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
               const PagedKVCache& cache);
+  void attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_t head,
+                   const PagedKVCache& cache);
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
 
   Gemma3Config config_;

@@ -230,6 +230,27 @@ TEST(Matmul, EmptyShapesAreNoOps) {
   EXPECT_EQ(y, 42.0f);
 }
 
+// dot_f32 on both paths against a double sum; lengths cover the 32-wide AVX2 body, the 8-wide loop
+// and scalar tails. Bound: f32 partial sums of k <= 300 products, |err| <= 1e-5 * sum |a_i b_i|.
+TEST(Matmul, DotF32MatchesDoubleOnBothPaths) {
+  const KernelPath saved = kernel_path();
+  std::mt19937 rng(5);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (int64_t n : {0, 1, 7, 8, 31, 32, 33, 256, 300}) {
+      const std::vector<float> a = random_x(n, rng), b = random_x(n, rng);
+      double want = 0.0, abs_sum = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        want += static_cast<double>(a[i]) * b[i];
+        abs_sum += std::fabs(static_cast<double>(a[i]) * b[i]);
+      }
+      EXPECT_LE(std::fabs(dot_f32(a.data(), b.data(), n) - want), 1e-5 * abs_sum + 1e-30)
+          << kernel_path_name(path) << " n=" << n;
+    }
+  }
+  set_kernel_path(saved);
+}
+
 TEST(Matmul, KernelPathCanBeForced) {
   const KernelPath saved = kernel_path();
   set_kernel_path(KernelPath::kScalar);

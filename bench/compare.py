@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""gemmax vs llama.cpp on the same GGUF files, same thread count, runs interleaved A B A B.
+
+Each run is a fresh process (`gemmax bench --repeat 1 --json` or bench/llama_cpp_bench.py
+--repeat 1), both with one untimed warm-up inside, so load time and page cache state are treated
+alike. Reports per model the medians over --pairs runs of each engine and the gemmax/llama.cpp
+ratios, plus the spread (min..max) as a measure of how noisy the machine was.
+
+  python3 bench/compare.py --gemmax build/release/gemmax --threads 2 --pairs 5 \
+      --readme bench/README.md MODEL.gguf [MODEL.gguf ...]
+
+With --readme the table replaces the text between the RESULTS markers of that file.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BEGIN, END = "<!-- RESULTS BEGIN -->", "<!-- RESULTS END -->"
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(a, model):
+    common = ["--model", model, "--prompt-tokens", str(a.prompt_tokens), "--gen-tokens",
+              str(a.gen_tokens), "--threads", str(a.threads), "--repeat", "1"]
+    gem = [a.gemmax, "bench", "--json"] + common
+    lla = [sys.executable, os.path.join(HERE, "llama_cpp_bench.py")] + common
+    runs = {"gemmax": [], "llama.cpp": []}
+    for i in range(a.pairs):
+        for name, cmd in (("gemmax", gem), ("llama.cpp", lla)) if i % 2 == 0 else \
+                         (("llama.cpp", lla), ("gemmax", gem)):
+            try:
+                runs[name].append(run_json(cmd))
+            except subprocess.CalledProcessError as e:
+                print(f"{name} failed on {model}: {e.stderr.strip()[-300:]}", file=sys.stderr)
+                runs[name].append(None)
+        print(f"  pair {i + 1}/{a.pairs} done", file=sys.stderr)
+    return runs
+
+
+def stats(results, field):
+    vals = [r[field] for r in results if r is not None]
+    if not vals:
+        return None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def fmt(s):
+    return "failed" if s is None else f"{s[0]:.1f} ({s[1]:.1f}-{s[2]:.1f})"
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a[0] / b[0]:.2f}"
+
+
+def table(a, rows):
+    lines = [
+        f"{a.threads} threads, prompt {a.prompt_tokens} tokens, {a.gen_tokens} decoded tokens, "
+        f"median (min-max) of {a.pairs} interleaved runs each; host: {platform.node()}, "
+        f"{os.cpu_count()} CPUs.",
+        "",
+        "| model | gemmax prefill tok/s | llama.cpp prefill tok/s | ratio | gemmax decode tok/s "
+        "| llama.cpp decode tok/s | ratio | weight MB/token | decode bound tok/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, runs, bw in rows:
+        gp, lp = stats(runs["gemmax"], "prefill_tokens_per_s"), stats(runs["llama.cpp"], "prefill_tokens_per_s")
+        gd, ld = stats(runs["gemmax"], "decode_tokens_per_s"), stats(runs["llama.cpp"], "decode_tokens_per_s")
+        wb = next((r["weight_bytes_per_token"] for r in runs["gemmax"] if r), None)
+        bound = f"{bw / wb:.1f}" if wb and bw else "-"
+        lines.append(f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
+                     f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} | "
+                     f"{wb / 1e6:.1f} | {bound} |" if wb else
+                     f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
+                     f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} | - | - |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--gemmax", default="build/release/gemmax")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--prompt-tokens", type=int, default=512)
+    ap.add_argument("--gen-tokens", type=int, default=128)
+    ap.add_argument("--readme", help="replace the RESULTS section of this markdown file")
+    a = ap.parse_args()
+
+    bw = run_json([a.gemmax, "bench", "--bandwidth", "--json", "--threads", str(a.threads)])
+    bandwidth = bw["read_bytes_per_s"]
+    rows = []
+    for m in a.models:
+        print(f"{m}:", file=sys.stderr)
+        rows.append((m, measure(a, m), bandwidth))
+    text = table(a, rows) + (f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth`): "
+                             f"{bandwidth / 1e9:.2f} GB/s; decode bound = bandwidth / weight bytes per token.")
+    print(text)
+    if a.readme:
+        doc = open(a.readme).read()
+        if BEGIN not in doc or END not in doc:
+            sys.exit(f"{a.readme}: no {BEGIN} ... {END} section")
+        head, rest = doc.split(BEGIN, 1)
+        open(a.readme, "w").write(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+
+
+if __name__ == "__main__":
+    main()
