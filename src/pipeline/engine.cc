@@ -271,23 +271,26 @@ void Engine::plan_prefills(Plan& plan) {
 
 bool Engine::step() {
   take_inbox();
-  if (waiting_.empty() && running_.empty()) return false;
-  Plan plan;
-  plan.free_pages = cache_.free_pages();
-  plan.budget = options_.max_batch_tokens;
-  plan_decodes(plan);
-  retire_finished();
-  plan_prefills(plan);
-  retire_finished();
-  run(plan.rows, ReturnLogits::kLastToken);
-  run(plan.echo_rows, ReturnLogits::kAll);
-  retire_finished();
+  const bool work = !waiting_.empty() || !running_.empty();
+  if (work) {
+    Plan plan;
+    plan.free_pages = cache_.free_pages();
+    plan.budget = options_.max_batch_tokens;
+    plan_decodes(plan);
+    retire_finished();
+    plan_prefills(plan);
+    retire_finished();
+    run(plan.rows, ReturnLogits::kLastToken);
+    run(plan.echo_rows, ReturnLogits::kAll);
+    retire_finished();
+  }
+  // Also after an idle step: cancellations may just have freed pages.
   std::lock_guard lock(mu_);
-  ++stats_.steps;
+  stats_.steps += work ? 1 : 0;
   stats_.waiting = static_cast<int64_t>(waiting_.size() + inbox_.size());
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.kv_pages_used = cache_.used_pages();
-  return true;
+  return work;
 }
 
 void Engine::run(const std::vector<Row>& rows, ReturnLogits mode) {
