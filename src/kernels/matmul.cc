@@ -118,16 +118,41 @@ void rows_dequantized(const Job& job, int64_t r0, int64_t r1) {
   }
 }
 
-void rows_kernel(const Job& job, int64_t r0, int64_t r1) {
+// Token rows [t0, t1) of weight rows [r0, r1), one dot product per pair.
+void pairs_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t k = job.w->cols(), n_rows = job.w->rows();
   const bool f32_act = job.kernel.act == detail::ActFormat::kF32;
   for (int64_t r = r0; r < r1; ++r) {
     const auto* wr = reinterpret_cast<const uint8_t*>(job.w->row(r));
-    for (int64_t t = 0; t < job.n_tokens; ++t) {
+    for (int64_t t = t0; t < t1; ++t) {
       const void* a = f32_act ? static_cast<const void*>(job.x + t * k)
                               : static_cast<const void*>(job.act + t * job.act_stride);
       job.y[t * n_rows + r] = job.kernel.dot(wr, a, k);
     }
+  }
+}
+
+// Prefill: each weight row is unpacked once per 4 tokens (and stays in L1 while all tokens pass);
+// leftover tokens go through the single-pair kernel.
+void rows_tokens4(const Job& job, int64_t r0, int64_t r1) {
+  const int64_t k = job.w->cols(), n_rows = job.w->rows(), n_tok = job.n_tokens;
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = reinterpret_cast<const uint8_t*>(job.w->row(r));
+    int64_t t = 0;
+    for (; t + 4 <= n_tok; t += 4) {
+      float out[4];
+      job.kernel.tokens4(wr, job.act + t * job.act_stride, job.act_stride, k, out);
+      for (int j = 0; j < 4; ++j) job.y[(t + j) * n_rows + r] = out[j];
+    }
+    pairs_single(job, r, r + 1, t, n_tok);
+  }
+}
+
+void rows_kernel(const Job& job, int64_t r0, int64_t r1) {
+  if (job.n_tokens >= 4 && job.kernel.tokens4 != nullptr) {
+    rows_tokens4(job, r0, r1);
+  } else {
+    pairs_single(job, r0, r1, 0, job.n_tokens);
   }
 }
 

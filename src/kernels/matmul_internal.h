@@ -28,9 +28,15 @@ enum class ActFormat { kF32, kA8x32, kA8x256 };
 // Dot product of one weight row (k elements in its block format) with one prepared activation row.
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);
 
+// One weight row x 4 prepared activation rows (act_stride bytes apart): out[t] = the RowDotFn of
+// the row and token t, bit for bit.
+using Tokens4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, size_t act_stride, int64_t k,
+                           float* out);
+
 struct RowKernel {
   ActFormat act = ActFormat::kF32;
-  RowDotFn dot = nullptr;  // null: no specialised kernel for this format
+  RowDotFn dot = nullptr;       // null: no specialised kernel for this format
+  Tokens4Fn tokens4 = nullptr;  // prefill tile, when the format has one
 };
 
 // The AVX2 kernel of a weight format (dot == nullptr when there is none). Only call when the CPU

