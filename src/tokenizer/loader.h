@@ -24,7 +24,4 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf);
 // `path` is a HF model directory (holding tokenizer.json), a tokenizer.json, or a .gguf file.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
-// The model used when none is named: $GEMMAX_MODEL, else the Gemma 3 270M GGUF in the local cache.
-std::string default_tokenizer_source();
-
 }  // namespace gemmax
