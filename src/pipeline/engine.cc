@@ -279,6 +279,14 @@ bool Engine::step() {
     plan_decodes(plan);
     retire_finished();
     plan_prefills(plan);
+    if (plan.rows.empty() && plan.echo_rows.empty() && !running_.empty()) {
+      // Nothing fits even after preemption (a pool too small for what is left): end the oldest
+      // sequence instead of spinning.
+      Sequence& s = *running_.front();
+      GenerationEvent ev;
+      finish(s, FinishReason::kLength, ev);
+      s.sink(ev);
+    }
     retire_finished();
     run(plan.rows, ReturnLogits::kLastToken);
     run(plan.echo_rows, ReturnLogits::kAll);

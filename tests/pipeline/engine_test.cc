@@ -175,6 +175,21 @@ TEST_F(EngineTest, PreemptionUnderATinyPoolLosesNothing) {
   EXPECT_EQ(engine.cache().used_pages(), 0);
 }
 
+TEST_F(EngineTest, ASequenceOutgrowingThePoolEndsWithLength) {
+  const auto prompt = prompts(1, 8)[0];
+  const std::vector<int32_t> full = alone(prompt, greedy(150)).ids;
+  results_.clear();
+  Engine engine(*model_, nullptr, {.kv_pages = 14});
+  const uint64_t id = submit(engine, prompt, greedy(150));
+  drain(engine);
+  const Result& r = results_.at(id);
+  EXPECT_EQ(r.finish, FinishReason::kLength);
+  ASSERT_LT(r.ids.size(), full.size());
+  ASSERT_GT(r.ids.size(), 0u);
+  EXPECT_TRUE(std::equal(r.ids.begin(), r.ids.end(), full.begin()));  // a prefix, not garbage
+  EXPECT_EQ(engine.cache().used_pages(), 0);
+}
+
 TEST_F(EngineTest, CancellationFreesPagesAndEndsTheRequest) {
   const auto p = prompts(3, 5);
   Engine engine(*model_, nullptr, {.max_seqs = 2});
