@@ -223,6 +223,9 @@ def test_disconnect_frees_pages(s, c):
          "stream": True}), headers={"Content-Type": "application/json"})
     r = conn.getresponse()
     r.fp.readline()  # the first chunk arrived: the request is running
+    deadline = time.time() + 10  # the gauges are refreshed at the end of each engine step
+    while time.time() < deadline and s.metric("gemmax_running_sequences") != 1:
+        r.fp.readline()
     check(s.metric("gemmax_running_sequences") == 1, "the streaming request is running")
     r.close()  # the response holds the socket's file: close both so the connection really ends
     conn.close()
@@ -268,8 +271,15 @@ def test_auth_and_queue_limit(gemmax, model):
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             statuses = list(pool.map(lambda _: s.http("POST", "/v1/completions", body, auth)[0], range(6)))
         check(429 in statuses and 200 in statuses, f"a full queue answers 429: {statuses}")
+        # SIGTERM with a stream in flight: the stream ends with finish_reason "abort" and [DONE].
+        stream = c.completions.create(model=s.name, prompt="Long story:", max_tokens=2000, temperature=0,
+                                      stream=True, extra_body={"ignore_eos": True})
+        chunks = [next(iter(stream))]
+        s.proc.send_signal(signal.SIGTERM)
+        chunks += list(stream)  # the client ends the iteration at [DONE]
+        check(chunks[-1].choices[0].finish_reason == "abort", f"in-flight stream aborted: {chunks[-1]}")
         code = s.stop()
-        check(code == 0, f"SIGTERM: clean exit (code {code})")
+        check(code == 0, f"SIGTERM with a stream in flight: clean exit (code {code})")
 
 
 def main():
