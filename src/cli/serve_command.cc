@@ -19,7 +19,7 @@ namespace {
 
 struct ServeOptions {
   std::string model, host = "127.0.0.1", api_key, model_name;
-  int port = 8080, threads = 0, max_seqs = 16, max_queue = 256, http_threads = 64;
+  int port = 8080, threads = 0, max_seqs = 16, max_queue = 64, http_threads = 128;
   int64_t max_batch_tokens = 256, kv_cache_mb = 256;
 };
 

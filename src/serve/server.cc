@@ -201,6 +201,13 @@ void Server::Impl::routes() {
   http_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(dump(models_json()), "application/json");
   });
+  http_.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    if (req.matches[1] != info_.name)
+      return error(res,
+                   ApiError(404, fmt::format("the model '{}' does not exist", req.matches[1].str()),
+                            "invalid_request_error", "model", "model_not_found"));
+    res.set_content(dump(models_json()["data"][0]), "application/json");
+  });
   http_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     res.status = stopping_ ? 503 : 200;
     res.set_content(stopping_ ? R"({"status":"stopping"})" : R"({"status":"ok"})",

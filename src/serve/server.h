@@ -17,7 +17,9 @@ struct ServerOptions {
   std::string model_name;  // the id clients must send as "model"
   std::string api_key;     // empty: no authentication
   EngineOptions engine;
-  int http_threads = 64;            // concurrent connections served
+  // Connections served at once; keep it above max_seqs + max_waiting so the engine's queue limit
+  // (429) is reached before connections queue inside httplib.
+  int http_threads = 128;
   size_t max_body_bytes = 8 << 20;  // larger bodies get 413
 };
 

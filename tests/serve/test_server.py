@@ -96,6 +96,7 @@ def test_basics(s, c, gemmax, model):
     print("basics: models, completion vs `gemmax generate`, tokenize, health, metrics", flush=True)
     models = c.models.list()
     check([m.id for m in models.data] == [s.name], "GET /v1/models lists the served model")
+    check(c.models.retrieve(s.name).id == s.name, "GET /v1/models/ID")
     r = greedy_completion(c, s.name, "The capital of France is", max_tokens=10)
     check(r.choices[0].finish_reason == "length", "completion finish_reason length")
     check(r.usage.completion_tokens == 10 and r.usage.prompt_tokens == 6, f"completion usage {r.usage}")
