@@ -281,18 +281,25 @@ inline int k_mins_dot(const uint8_t* scales, const int16_t* bsums) {
 
 // Q4_K/Q5_K: sum over sub-blocks j of (d*sc_j * sum(q*qx) - dmin*m_j * sum(qx)) * dx. The int16
 // pair sums are at most 2 * 31 * 127 and the 6-bit scales multiply them in _mm256_madd_epi16
-// (int32).
-template <bool kFifthBit>
-GEMMAX_AVX2 inline float row_q45_k(const uint8_t* w, const void* act, int64_t k) {
+// (int32). T tokens share each unpacked weight block (prefill); every token sees the same
+// operations in the same order for any T.
+template <bool kFifthBit, int T>
+GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, const uint8_t* act, size_t act_stride,
+                                   int64_t k, float* out) {
   constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
   constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
-  const auto* a = static_cast<const A8Block256*>(act);
   const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0.0f;
+  __m256 acc[T];
+  float mins[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), mins[t] = 0.0f;
   for (int64_t b = 0; b < k / kQKK; ++b, w += kBytes) {
     const uint8_t* scales = w + q4_k::kScales;  // same offset in Q5_K
-    __m256i isum = _mm256_setzero_si256();
+    const A8Block256* a[T];
+    __m256i isum[T];
+    for (int t = 0; t < T; ++t) {
+      a[t] = reinterpret_cast<const A8Block256*>(act + t * act_stride) + b;
+      isum[t] = _mm256_setzero_si256();
+    }
     const __m256i qh = kFifthBit ? loadu(w + q5_k::kQh) : _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {  // 64 elements: sub-blocks 2c (low nibbles) and 2c+1 (high)
       const __m256i qs = loadu(w + kQs + 32 * c);
@@ -307,38 +314,41 @@ GEMMAX_AVX2 inline float row_q45_k(const uint8_t* w, const void* act, int64_t k)
       int sc_lo, sc_hi, m;
       k_scale_min(2 * c, scales, &sc_lo, &m);
       k_scale_min(2 * c + 1, scales, &sc_hi, &m);
-      const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu(a[b].q + 64 * c));
-      const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu(a[b].q + 64 * c + 32));
-      isum = _mm256_add_epi32(
-          isum, _mm256_madd_epi16(p_lo, _mm256_set1_epi16(static_cast<short>(sc_lo))));
-      isum = _mm256_add_epi32(
-          isum, _mm256_madd_epi16(p_hi, _mm256_set1_epi16(static_cast<short>(sc_hi))));
+      const __m256i s_lo = _mm256_set1_epi16(static_cast<short>(sc_lo));
+      const __m256i s_hi = _mm256_set1_epi16(static_cast<short>(sc_hi));
+      for (int t = 0; t < T; ++t) {
+        const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu(a[t]->q + 64 * c));
+        const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu(a[t]->q + 64 * c + 32));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p_lo, s_lo));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p_hi, s_hi));
+      }
     }
-    const float d = f16(w + q4_k::kD) * a[b].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
-    mins += f16(w + q4_k::kDmin) * a[b].d * static_cast<float>(k_mins_dot(scales, a[b].bsums));
+    const float dw = f16(w + q4_k::kD), dmin = f16(w + q4_k::kDmin);
+    for (int t = 0; t < T; ++t) {
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[t]->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+      mins[t] += dmin * a[t]->d * static_cast<float>(k_mins_dot(scales, a[t]->bsums));
+    }
   }
-  return hsum(acc) - mins;
-}
-
-GEMMAX_AVX2 float row_q4_k(const uint8_t* w, const void* act, int64_t k) {
-  return row_q45_k<false>(w, act, k);
-}
-
-GEMMAX_AVX2 float row_q5_k(const uint8_t* w, const void* act, int64_t k) {
-  return row_q45_k<true>(w, act, k);
+  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - mins[t];
 }
 
 // Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
-// sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16.
-GEMMAX_AVX2 float row_q6_k(const uint8_t* w, const void* act, int64_t k) {
-  const auto* a = static_cast<const A8Block256*>(act);
+// sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16. T tokens as above.
+template <int T>
+GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, const uint8_t* act, size_t act_stride,
+                                  int64_t k, float* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
-  __m256 acc = _mm256_setzero_ps();
-  float offsets = 0.0f;
+  __m256 acc[T];
+  float offsets[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offsets[t] = 0.0f;
   for (int64_t b = 0; b < k / kQKK; ++b, w += q6_k::kBytes) {
     const auto* sc = reinterpret_cast<const int8_t*>(w + q6_k::kScales);
-    __m256i isum = _mm256_setzero_si256();
+    const A8Block256* a[T];
+    __m256i isum[T];
+    for (int t = 0; t < T; ++t) {
+      a[t] = reinterpret_cast<const A8Block256*>(act + t * act_stride) + b;
+      isum[t] = _mm256_setzero_si256();
+    }
     for (int h = 0; h < 2; ++h) {
       const __m256i ql[2] = {loadu(w + q6_k::kQl + 64 * h), loadu(w + q6_k::kQl + 64 * h + 32)};
       const __m256i qh = loadu(w + q6_k::kQh + 32 * h);
@@ -346,20 +356,52 @@ GEMMAX_AVX2 float row_q6_k(const uint8_t* w, const void* act, int64_t k) {
         const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql[s % 2], 4 * (s / 2)), low4);
         const __m256i hi =
             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits), 4);
-        const __m256i p =
-            _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), loadu(a[b].q + 128 * h + 32 * s));
+        const __m256i q = _mm256_or_si256(lo, hi);
         const int g = 8 * h + 2 * s;  // scale group of the first 16 elements
         const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
+        for (int t = 0; t < T; ++t) {
+          const __m256i p = _mm256_maddubs_epi16(q, loadu(a[t]->q + 128 * h + 32 * s));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scales));
+        }
       }
     }
-    int off = 0;
-    for (int g = 0; g < 16; ++g) off += sc[g] * a[b].bsums[g];
-    const float d = f16(w + q6_k::kD) * a[b].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
-    offsets += d * static_cast<float>(32 * off);
+    const float dw = f16(w + q6_k::kD);
+    for (int t = 0; t < T; ++t) {
+      int off = 0;
+      for (int g = 0; g < 16; ++g) off += sc[g] * a[t]->bsums[g];
+      const float d = dw * a[t]->d;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+      offsets[t] += d * static_cast<float>(32 * off);
+    }
   }
-  return hsum(acc) - offsets;
+  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - offsets[t];
+}
+
+// Single-row and 4-token entry points of the K formats.
+template <void (*Tile1)(const uint8_t*, const uint8_t*, size_t, int64_t, float*)>
+GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
+  float out;
+  Tile1(w, static_cast<const uint8_t*>(act), 0, k, &out);
+  return out;
+}
+
+GEMMAX_AVX2 void q4_k_1(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_q45_k<false, 1>(w, a, s, k, o);
+}
+GEMMAX_AVX2 void q4_k_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_q45_k<false, 4>(w, a, s, k, o);
+}
+GEMMAX_AVX2 void q5_k_1(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_q45_k<true, 1>(w, a, s, k, o);
+}
+GEMMAX_AVX2 void q5_k_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_q45_k<true, 4>(w, a, s, k, o);
+}
+GEMMAX_AVX2 void q6_k_1(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_q6_k<1>(w, a, s, k, o);
+}
+GEMMAX_AVX2 void q6_k_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_q6_k<4>(w, a, s, k, o);
 }
 
 }  // namespace
@@ -385,11 +427,11 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kQ8_0:
       return signed32_kernel<Q8_0>();
     case DType::kQ4_K:
-      return {ActFormat::kA8x256, row_q4_k};
+      return {ActFormat::kA8x256, row_from_tile<q4_k_1>, q4_k_4};
     case DType::kQ5_K:
-      return {ActFormat::kA8x256, row_q5_k};
+      return {ActFormat::kA8x256, row_from_tile<q5_k_1>, q5_k_4};
     case DType::kQ6_K:
-      return {ActFormat::kA8x256, row_q6_k};
+      return {ActFormat::kA8x256, row_from_tile<q6_k_1>, q6_k_4};
     default:
       return {};  // Q2_K/Q3_K: dequantize per row + avx2_dot_f32
   }

@@ -24,13 +24,24 @@ std::vector<float> rope_inv_freq(int head_dim, double base, double linear_factor
   return f;
 }
 
+// Per-token RMSNorm, split over the pool by tokens (a prefill chunk has hundreds).
 void rms_norm_rows(const float* x, const std::vector<float>& gamma, int64_t rows, int64_t n,
-                   float eps, float* out) {
-  for (int64_t r = 0; r < rows; ++r) rms_norm(x + r * n, gamma.data(), n, eps, out + r * n);
+                   float eps, float* out, ThreadPool& pool) {
+  pool.parallel_for(rows, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) rms_norm(x + r * n, gamma.data(), n, eps, out + r * n);
+  });
 }
 
-void add_into(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+// Residual: x = x + post_norm(y), fused per token so each row is touched once while in cache.
+void add_normed_rows(float* x, float* y, const std::vector<float>& gamma, int64_t rows, int64_t n,
+                     float eps, ThreadPool& pool) {
+  pool.parallel_for(rows, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* yr = y + r * n;
+      rms_norm(yr, gamma.data(), n, eps, yr);
+      for (int64_t i = 0; i < n; ++i) x[r * n + i] += yr[i];
+    }
+  });
 }
 
 }  // namespace
@@ -135,7 +146,7 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   s_.k.resize(n * nkv * hd);
   s_.v.resize(n * nkv * hd);
 
-  rms_norm_rows(s_.x.data(), w.input_norm, n, h, eps, s_.h.data());
+  rms_norm_rows(s_.x.data(), w.input_norm, n, h, eps, s_.h.data(), pool_);
   matmul(s_.h.data(), n, w.q_proj, s_.q.data(), &pool_);
   matmul(s_.h.data(), n, w.k_proj, s_.k.data(), &pool_);
   matmul(s_.h.data(), n, w.v_proj, s_.v.data(), &pool_);
@@ -143,19 +154,21 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   // Per-head RMSNorm of q and k, then RoPE with the layer type's frequencies.
   const float* inv_freq =
       config_.layer_is_sliding[layer] ? inv_freq_local_.data() : inv_freq_global_.data();
-  for (int64_t t = 0; t < n; ++t) {
-    const float p = static_cast<float>(pos[t]);
-    for (int64_t head = 0; head < nh; ++head) {
-      float* q = s_.q.data() + (t * nh + head) * hd;
-      rms_norm(q, w.q_norm.data(), hd, eps, q);
-      rope_rotate_half(q, hd, p, inv_freq);
+  pool_.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float p = static_cast<float>(pos[t]);
+      for (int64_t head = 0; head < nh; ++head) {
+        float* q = s_.q.data() + (t * nh + head) * hd;
+        rms_norm(q, w.q_norm.data(), hd, eps, q);
+        rope_rotate_half(q, hd, p, inv_freq);
+      }
+      for (int64_t head = 0; head < nkv; ++head) {
+        float* k = s_.k.data() + (t * nkv + head) * hd;
+        rms_norm(k, w.k_norm.data(), hd, eps, k);
+        rope_rotate_half(k, hd, p, inv_freq);
+      }
     }
-    for (int64_t head = 0; head < nkv; ++head) {
-      float* k = s_.k.data() + (t * nkv + head) * hd;
-      rms_norm(k, w.k_norm.data(), hd, eps, k);
-      rope_rotate_half(k, hd, p, inv_freq);
-    }
-  }
+  });
   // Store every token's K/V first so later tokens of the same row attend to earlier ones.
   for (int64_t r = 0; r < in.num_rows(); ++r)
     for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t)
@@ -164,8 +177,7 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
 
   attend(layer, in, pos, cache);
   matmul(s_.attn.data(), n, w.o_proj, s_.h.data(), &pool_);
-  rms_norm_rows(s_.h.data(), w.post_attention_norm, n, h, eps, s_.h.data());
-  add_into(s_.x.data(), s_.h.data(), n * h);
+  add_normed_rows(s_.x.data(), s_.h.data(), w.post_attention_norm, n, h, eps, pool_);
 }
 
 // Causal attention of every token over its sequence's cached K/V (windowed on sliding layers), GQA:
@@ -238,13 +250,15 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
   const float eps = static_cast<float>(config_.rms_norm_eps);
   s_.gate.resize(n * ff);
   s_.up.resize(n * ff);
-  rms_norm_rows(s_.x.data(), w.pre_feedforward_norm, n, h, eps, s_.h.data());
+  rms_norm_rows(s_.x.data(), w.pre_feedforward_norm, n, h, eps, s_.h.data(), pool_);
   matmul(s_.h.data(), n, w.gate_proj, s_.gate.data(), &pool_);
   matmul(s_.h.data(), n, w.up_proj, s_.up.data(), &pool_);
-  gelu_tanh_gated(s_.gate.data(), s_.up.data(), n * ff, s_.gate.data());
+  // Elementwise, so split by elements: a decode step (one token) still uses every thread.
+  pool_.parallel_for(n * ff, 1024, [this](int64_t i0, int64_t i1) {
+    gelu_tanh_gated(s_.gate.data() + i0, s_.up.data() + i0, i1 - i0, s_.gate.data() + i0);
+  });
   matmul(s_.gate.data(), n, w.down_proj, s_.h.data(), &pool_);
-  rms_norm_rows(s_.h.data(), w.post_feedforward_norm, n, h, eps, s_.h.data());
-  add_into(s_.x.data(), s_.h.data(), n * h);
+  add_normed_rows(s_.x.data(), s_.h.data(), w.post_feedforward_norm, n, h, eps, pool_);
 }
 
 // Final norm and LM head for the tokens whose logits were asked for.
