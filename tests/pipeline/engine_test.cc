@@ -2,6 +2,7 @@
 // sliding window of 4): results must not depend on what else is in the batch.
 #include "pipeline/engine.h"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -222,6 +223,57 @@ TEST_F(EngineTest, StopIdEndsWithStopAndIsNotEmitted) {
   const Result r = alone(prompts(1, 6)[0], s);
   EXPECT_EQ(r.finish, FinishReason::kStop);
   EXPECT_TRUE(r.ids.empty());
+}
+
+// A 512-token vocabulary for the tiny model: id i >= 3 decodes to a letter and its id ("c99").
+Tokenizer tiny_tokenizer() {
+  TokenizerSpec spec;
+  spec.source = "engine_test";
+  spec.tokens = {"<pad>", "<eos>", "<bos>"};
+  for (int i = 3; i < 512; ++i)
+    spec.tokens.push_back(fmt::format("{:c}{}", static_cast<char>('a' + i % 26), i));
+  spec.added.assign(512, 0);
+  spec.added[0] = spec.added[1] = spec.added[2] = 1;
+  spec.special = spec.added;
+  spec.model_vocab_size = 512;
+  spec.bos_id = 2;
+  spec.eos_id = 1;
+  spec.stop_ids = {1};
+  return Tokenizer(std::move(spec));
+}
+
+TEST_F(EngineTest, StopStringAcrossTokensIsCutAndNeverStreamed) {
+  const Tokenizer tok = tiny_tokenizer();
+  const auto prompt = prompts(1, 9)[0];
+  std::string plain;
+  {
+    Engine engine(*model_, &tok, {});
+    engine.submit({prompt, greedy(12), 0}, [&](const GenerationEvent& ev) { plain += ev.text; });
+    drain(engine);
+  }
+  ASSERT_EQ(plain, tok.decode(alone(prompt, greedy(12)).ids));  // the text is the ids' decoding
+  // A stop string made of the end of token 3's text and the start of token 4's.
+  const std::vector<int32_t> ids = alone(prompt, greedy(12)).ids;
+  const std::string t3 = tok.decode(std::vector<int32_t>{ids[3]}),
+                    t4 = tok.decode(std::vector<int32_t>{ids[4]});
+  const std::string stop = t3.substr(1) + t4.substr(0, 1);
+  const size_t at = plain.find(stop);
+  ASSERT_NE(at, std::string::npos);
+  SamplingParams p = greedy(12);
+  p.stop = {stop};
+  std::string streamed;
+  FinishReason finish = FinishReason::kNone;
+  Engine engine(*model_, &tok, {});
+  engine.submit({prompt, p, 0}, [&](const GenerationEvent& ev) {
+    // No event may carry the first character of the stop string past the cut point.
+    EXPECT_LE(streamed.size() + ev.text.size(), at) << "text past the stop string was streamed";
+    streamed += ev.text;
+    if (ev.finish != FinishReason::kNone) finish = ev.finish;
+  });
+  drain(engine);
+  EXPECT_EQ(streamed, plain.substr(0, at));
+  EXPECT_EQ(finish, FinishReason::kStop);
+  EXPECT_EQ(engine.cache().used_pages(), 0);
 }
 
 TEST_F(EngineTest, ContextLengthEndsWithLength) {
