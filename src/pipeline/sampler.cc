@@ -97,6 +97,25 @@ void Sampler::apply_penalties(std::vector<float>& logits) const {
         static_cast<float>(params_.presence_penalty + params_.frequency_penalty * count);
 }
 
+// No top-k/top-p: one pass over the whole vocabulary, no ordering needed. After the shift by the
+// max logit the most likely token has probability weight exactly 1, so min_p's floor is min_p.
+int32_t Sampler::draw_unsorted(const std::vector<float>& weights, double total) {
+  const auto floor = static_cast<float>(params_.min_p);
+  if (floor > 0) {
+    total = 0;
+    for (float w : weights) total += w >= floor ? w : 0;
+  }
+  double u = uniform() * total;
+  int32_t last = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] < floor || weights[i] == 0) continue;
+    last = static_cast<int32_t>(i);
+    u -= weights[i];
+    if (u < 0) return last;
+  }
+  return last;  // rounding left a sliver of mass: the last kept id
+}
+
 double Sampler::uniform() {
   return static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // 53 random bits in [0, 1)
 }
@@ -121,6 +140,7 @@ int32_t Sampler::draw(std::vector<float>& logits) {
     total += x;
   }
   const size_t vocab = logits.size();
+  if (params_.top_k <= 0 && params_.top_p >= 1.0) return draw_unsorted(logits, total);
   order_.resize(vocab);
   std::iota(order_.begin(), order_.end(), 0);
   const ByValueDesc cmp{logits.data()};
@@ -132,8 +152,12 @@ int32_t Sampler::draw(std::vector<float>& logits) {
     for (size_t i = 0; i < keep; ++i) total += logits[static_cast<size_t>(order_[i])];
   }
   // Sort a growing prefix of the kept ids until it covers top_p of their mass.
+  // Without top_p only the most likely id must come first (for min_p).
   size_t sorted = std::min<size_t>(keep, params_.top_p < 1.0 ? 64 : 1);
-  for (;;) {
+  if (params_.top_p >= 1.0)
+    std::partial_sort(order_.begin(), order_.begin() + 1,
+                      order_.begin() + static_cast<std::ptrdiff_t>(keep), cmp);
+  while (params_.top_p < 1.0) {
     std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(sorted),
                       order_.begin() + static_cast<std::ptrdiff_t>(keep), cmp);
     double mass = 0;
@@ -141,7 +165,7 @@ int32_t Sampler::draw(std::vector<float>& logits) {
     while (i < sorted && mass < params_.top_p * total)
       mass += logits[static_cast<size_t>(order_[i++])];
     if (mass >= params_.top_p * total || sorted == keep) {
-      if (params_.top_p < 1.0) keep = std::max<size_t>(i, 1);
+      keep = std::max<size_t>(i, 1);
       break;
     }
     sorted = std::min(keep, sorted * 16);

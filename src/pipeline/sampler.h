@@ -40,6 +40,7 @@ class Sampler {
  private:
   void apply_penalties(std::vector<float>& logits) const;
   int32_t draw(std::vector<float>& logits);
+  int32_t draw_unsorted(const std::vector<float>& weights, double total);
   double uniform();
 
   SamplingParams params_;

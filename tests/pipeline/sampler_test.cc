@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <map>
 
@@ -147,6 +148,17 @@ TEST(Sampler, TopPOnALargeVocabularyGrowsTheSortedPrefix) {
   const auto h = histogram(p, std::vector<float>(1000, 0.0f), 4000);
   for (const auto& [id, f] : h) EXPECT_LT(id, 500);  // ties broken toward lower ids
   EXPECT_GT(h.size(), 450u);
+}
+
+TEST(Sampler, FullVocabularyDrawIsFast) {
+  // Plain temperature sampling over Gemma's 262k vocabulary must not sort it (a full sort costs
+  // tens of ms per token); 200 draws in well under a second leaves a wide margin.
+  std::vector<float> l(262144);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>((i * 2654435761u) % 1000) / 100.0f;
+  Sampler s(seeded(), {});
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 200; ++i) s.sample(l);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
 }
 
 TEST(Sampler, MinPDropsTokensBelowTheFraction) {
