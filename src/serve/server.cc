@@ -439,9 +439,10 @@ void Server::Impl::detokenize(const httplib::Request& req, httplib::Response& re
                      "tokens");
     std::vector<int32_t> ids;
     for (const json& id : j["tokens"]) {
-      if (!id.is_number_integer() ||
-          !tokenizer_.valid_id(static_cast<int32_t>(id.get<int64_t>())) ||
-          id.get<int64_t>() > INT32_MAX)
+      const bool ok = id.is_number_integer() && id.get<int64_t>() >= 0 &&
+                      id.get<int64_t>() <= INT32_MAX &&
+                      tokenizer_.valid_id(static_cast<int32_t>(id.get<int64_t>()));
+      if (!ok)
         throw ApiError(400, "'tokens' must be token ids within the vocabulary",
                        "invalid_request_error", "tokens");
       ids.push_back(id.get<int32_t>());

@@ -212,6 +212,10 @@ def test_errors(s, c):
     check(status == 400 and json.loads(body)["error"]["param"] == "max_tokens", f"wrong type -> 400 ({body})")
     status, body = s.http("POST", "/v1/chat/completions", {"model": s.name, "messages": "hi"})
     check(status == 400 and json.loads(body)["error"]["param"] == "messages", f"messages not a list -> 400")
+    status, body = s.http("POST", "/detokenize", {"tokens": [-4294967295]})
+    check(status == 400 and json.loads(body)["error"]["param"] == "tokens", f"bad detokenize id -> 400 ({body})")
+    status, body = s.http("POST", "/v1/completions", "x" * (9 << 20))
+    check(status == 413, f"body over 8 MiB -> 413 ({status})")
     status, body = s.http("GET", "/v1/nothing")
     check(status == 404 and "error" in json.loads(body), "unknown route -> 404 JSON")
 
