@@ -177,6 +177,7 @@ void Engine::preempt(Plan& plan, Sequence& s) {
   const int64_t before = cache_.free_pages();
   cache_.release(*s.kv);
   plan.free_pages += cache_.free_pages() - before;  // the pages are this step's to hand out again
+  plan.preempted = true;
   s.kv.reset();
   s.computed = 0;
   s.prompt_lp.clear();
@@ -247,7 +248,8 @@ void Engine::plan_prefills(Plan& plan) {
       preempt(plan, *running_.back());
     }
   }
-  while (!waiting_.empty() && plan.budget > 0 &&
+  // After a preemption the pool is short: admitting now would only preempt again (thrash).
+  while (!plan.preempted && !waiting_.empty() && plan.budget > 0 &&
          static_cast<int>(running_.size()) < options_.max_seqs) {
     Sequence& s = *waiting_.front();
     s.kv = cache_.add_sequence();

@@ -115,6 +115,7 @@ class Engine {
   struct Plan {
     std::vector<Row> rows, echo_rows;
     int64_t free_pages = 0, budget = 0;
+    bool preempted = false;
   };
 
   void take_inbox();

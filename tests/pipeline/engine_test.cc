@@ -169,6 +169,8 @@ TEST_F(EngineTest, PreemptionUnderATinyPoolLosesNothing) {
   for (const auto& prompt : p) ids.push_back(submit(engine, prompt, greedy(60)));
   drain(engine);
   EXPECT_GT(engine.stats().preemptions, 0);
+  // 13 with this workload; far more would mean sequences are readmitted only to be preempted again.
+  EXPECT_LT(engine.stats().preemptions, 40);
   for (size_t i = 0; i < p.size(); ++i) {
     EXPECT_EQ(results_.at(ids[i]).ids, expected[i]) << "request " << i;
     EXPECT_EQ(results_.at(ids[i]).finish, FinishReason::kLength);
