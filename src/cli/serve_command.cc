@@ -82,7 +82,8 @@ void register_serve_command(CLI::App& app) {
                   "Model id clients send (default: the file name's stem)");
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port (0 = any free port, printed at start)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   cmd->add_option("--max-seqs", o->max_seqs, "Sequences decoded together")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
