@@ -160,7 +160,6 @@ void run_bandwidth(const BenchOptions& o) {
 void run_model(const BenchOptions& o) {
   if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.repeat < 1)
     throw std::invalid_argument("--prompt-tokens, --gen-tokens and --repeat must be at least 1");
-  if (o.model.empty()) throw std::invalid_argument("bench needs --model (or --bandwidth)");
   LoadedModel m = load_model(o.model, o.threads, false);
   if (o.prompt_tokens + o.gen_tokens > m.model->config().max_position_embeddings)
     throw std::invalid_argument("--prompt-tokens + --gen-tokens exceed the model's context");
@@ -207,7 +206,8 @@ void run_model(const BenchOptions& o) {
 void register_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill/decode speed or memory bandwidth");
-  cmd->add_option("--model", o->model, "HF directory or .gguf file");
+  cmd->add_option("--model", o->model,
+                  "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prefill length")->capture_default_str();
   cmd->add_option("--gen-tokens", o->gen_tokens, "Decode steps")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
