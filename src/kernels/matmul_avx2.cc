@@ -86,11 +86,6 @@ GEMMAX_AVX2 inline __m256i dot_u8s8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-// Signed x signed: move w's sign onto a so the unsigned operand is |w|.
-GEMMAX_AVX2 inline __m256i dot_s8s8(__m256i w, __m256i a) {
-  return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-}
-
 // 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0-15) then high nibbles (elements 16-31).
 GEMMAX_AVX2 inline __m256i unpack_nibbles_32(const uint8_t* p) {
   const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));

@@ -146,7 +146,6 @@ class Engine {
   // Engine thread only.
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order, oldest first
-  int64_t admissions_ = 0;
 };
 
 }  // namespace gemmax
