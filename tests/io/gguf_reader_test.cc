@@ -10,24 +10,15 @@
 #include <fstream>
 #include <iterator>
 
+#include "io_test_util.h"
 #include "tensor/half.h"
 
 namespace gemmax {
 namespace {
 
-std::string fixture(const std::string& name) {
-  return std::string(GEMMAX_SOURCE_DIR) + "/tests/fixtures/io/" + name;
-}
-
-// Expected values of the F32/F16/BF16 fixtures: offset + i * scale (exact in every format).
-float pattern(int i, float scale, float offset) { return offset + static_cast<float>(i) * scale; }
-
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
+std::string fixture(const std::string& name) { return testing::io_fixture(name); }
+using testing::load;
+using testing::pattern;
 
 TEST(GgufReader, ReadsEveryScalarType) {
   GgufReader r(fixture("all_types.gguf"));

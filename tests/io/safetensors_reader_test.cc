@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "io_test_util.h"
 #include "tensor/half.h"
 
 namespace gemmax {
@@ -16,18 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string fixture(const std::string& name) {
-  return std::string(GEMMAX_SOURCE_DIR) + "/tests/fixtures/io/" + name;
-}
-
-float pattern(int i, float scale, float offset) { return offset + static_cast<float>(i) * scale; }
-
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
+std::string fixture(const std::string& name) { return testing::io_fixture(name); }
+using testing::load;
+using testing::pattern;
 
 // A fresh temporary directory, removed with the object.
 class TempDir {
