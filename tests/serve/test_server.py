@@ -67,7 +67,11 @@ class Server:
         return self
 
     def __exit__(self, *exc):
+        died = self.proc.poll()
         self.stop()
+        if died is not None:  # the server exited by itself: show why
+            print(f"gemmax serve exited on its own with status {died}; its stderr:\n"
+                  f"{self.proc.stderr.read()[-4000:]}", flush=True)
 
     def client(self, api_key="none"):
         return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=api_key, max_retries=0,
