@@ -1,7 +1,7 @@
 // gemmax info: the parsed config, the tensor formats and what a sequence costs in KV cache.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <CLI/CLI.hpp>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -31,7 +31,8 @@ nlohmann::json describe(const Gemma3Checkpoint& ckpt, bool list_tensors) {
   for (const TensorView& t : ckpt.tensor_list()) {
     ++formats[std::string(dtype_name(t.dtype))];
     bytes += static_cast<int64_t>(t.nbytes);
-    if (list_tensors) list.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}});
+    if (list_tensors)
+      list.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}});
   }
   j["tensor_count"] = ckpt.tensor_list().size();
   j["tensor_formats"] = formats;
@@ -50,10 +51,12 @@ nlohmann::json describe(const Gemma3Checkpoint& ckpt, bool list_tensors) {
 }
 
 void print_human(const nlohmann::json& j) {
-  fmt::print("model:   {}\nformat:  {}\n", j["path"].get<std::string>(), j["format"].get<std::string>());
+  fmt::print("model:   {}\nformat:  {}\n", j["path"].get<std::string>(),
+             j["format"].get<std::string>());
   fmt::print("tensors: {} ({:.1f} MiB):", j["tensor_count"].get<int>(),
              j["tensor_bytes"].get<double>() / (1 << 20));
-  for (const auto& [name, count] : j["tensor_formats"].items()) fmt::print(" {} x{}", name, count.get<int>());
+  for (const auto& [name, count] : j["tensor_formats"].items())
+    fmt::print(" {} x{}", name, count.get<int>());
   fmt::print("\nKV cache bytes per sequence: {}\n", j["kv_bytes_per_sequence"].dump());
   fmt::print("config:\n{}\n", j["config"].dump(2));
   if (j.contains("tensors"))
@@ -66,8 +69,10 @@ void print_human(const nlohmann::json& j) {
 
 void register_info_command(CLI::App& app) {
   auto opts = std::make_shared<InfoOptions>();
-  CLI::App* cmd = app.add_subcommand("info", "Print a model's config, tensor formats and KV cache cost");
-  cmd->add_option("--model", opts->model, "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
+  CLI::App* cmd =
+      app.add_subcommand("info", "Print a model's config, tensor formats and KV cache cost");
+  cmd->add_option("--model", opts->model,
+                  "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
   cmd->add_flag("--json", opts->json, "Print one JSON object");
   cmd->add_flag("--tensors", opts->tensors, "List every tensor");
   cmd->callback([opts] {

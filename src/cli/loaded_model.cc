@@ -41,7 +41,8 @@ std::vector<int32_t> parse_ids(const std::string& csv) {
   return ids;
 }
 
-std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids, const std::string& text) {
+std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids,
+                                   const std::string& text) {
   if (ids.empty() == text.empty())
     throw std::invalid_argument("give exactly one of --prompt-ids and --prompt");
   std::vector<int32_t> tokens = ids.empty() ? m.tokenizer->encode(text) : parse_ids(ids);
@@ -51,7 +52,8 @@ std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids,
 
 PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens) {
   const KVCacheParams params = model.kv_params();
-  // Every layer may hold one partly filled page at each end of its window, plus the chunk in flight.
+  // Every layer may hold one partly filled page at each end of its window, plus the chunk in
+  // flight.
   const int64_t per_layer = (max_tokens + params.page_size - 1) / params.page_size + 2;
   return PagedKVCache(params, per_layer * params.num_layers);
 }

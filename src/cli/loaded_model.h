@@ -19,15 +19,16 @@ struct LoadedModel {
   double load_seconds = 0;
 };
 
-// `path` empty means the default model. The tokenizer is loaded when `with_tokenizer` (failing to find
-// one is then an error naming the path).
+// `path` empty means the default model. The tokenizer is loaded when `with_tokenizer` (failing to
+// find one is then an error naming the path).
 LoadedModel load_model(const std::string& path, int threads, bool with_tokenizer);
 
 // "2,818,5" -> ids; throws naming the bad element.
 std::vector<int32_t> parse_ids(const std::string& csv);
 
 // The prompt from --prompt-ids or --prompt (tokenized with <bos>); exactly one must be given.
-std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids, const std::string& text);
+std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids,
+                                   const std::string& text);
 
 // A KV cache with room for one sequence of `max_tokens` positions.
 PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens);

@@ -1,8 +1,8 @@
-// gemmax logits: the top-k logits at the last (or every) position of a prompt, for checking numerics
-// against other engines from scripts.
-#include <CLI/CLI.hpp>
+// gemmax logits: the top-k logits at the last (or every) position of a prompt, for checking
+// numerics against other engines from scripts.
 #include <fmt/core.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -44,7 +44,8 @@ void run(const LogitsOptions& o) {
   const Gemma3Outputs out = m.model->execute(in, cache);
   nlohmann::json positions = nlohmann::json::array();
   for (int64_t i = 0; i < out.num_logit_rows(); ++i)
-    positions.push_back({{"pos", out.positions[i]}, {"top", top_k(out.row(i), out.vocab_size, o.top)}});
+    positions.push_back(
+        {{"pos", out.positions[i]}, {"top", top_k(out.row(i), out.vocab_size, o.top)}});
   if (o.json) {
     fmt::print("{}\n", nlohmann::json{{"positions", positions}}.dump());
     return;
@@ -61,7 +62,8 @@ void run(const LogitsOptions& o) {
 void register_logits_command(CLI::App& app) {
   auto o = std::make_shared<LogitsOptions>();
   CLI::App* cmd = app.add_subcommand("logits", "Print the top-k logits of a prompt");
-  cmd->add_option("--model", o->model, "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
+  cmd->add_option("--model", o->model,
+                  "HF directory or .gguf file (default: the Gemma 3 270M GGUF)");
   cmd->add_option("--prompt-ids", o->prompt_ids, "Comma-separated token ids, e.g. 2,818,5279");
   cmd->add_option("--prompt", o->prompt, "Prompt text (tokenized with <bos>)");
   cmd->add_option("--top", o->top, "How many logits per position")->capture_default_str();

@@ -1,5 +1,5 @@
-// Read-only memory map of a whole file, unmapped when the object dies. Checkpoint tensors are views into
-// it, so weights are never copied when the compute format equals the stored one.
+// Read-only memory map of a whole file, unmapped when the object dies. Checkpoint tensors are views
+// into it, so weights are never copied when the compute format equals the stored one.
 #pragma once
 
 #include <cstddef>

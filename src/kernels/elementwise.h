@@ -13,7 +13,8 @@ void rms_norm(const float* x, const float* gamma, int64_t n, float eps, float* o
 // rotated by angle pos * inv_freq[i], inv_freq has head_dim/2 entries.
 void rope_rotate_half(float* x, int64_t head_dim, float pos, const float* inv_freq);
 
-// gelu with the tanh approximation (PyTorch's approximate="tanh"), gated: out[i] = gelu(gate[i]) * up[i].
+// gelu with the tanh approximation (PyTorch's approximate="tanh"), gated: out[i] = gelu(gate[i]) *
+// up[i].
 void gelu_tanh_gated(const float* gate, const float* up, int64_t n, float* out);
 float gelu_tanh(float x);
 

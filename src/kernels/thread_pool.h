@@ -1,6 +1,6 @@
-// A persistent pool of worker threads created once; parallel_for splits [0, n) into contiguous chunks,
-// runs them on the workers and the calling thread, and returns when all are done. No allocation and no
-// thread creation per call.
+// A persistent pool of worker threads created once; parallel_for splits [0, n) into contiguous
+// chunks, runs them on the workers and the calling thread, and returns when all are done. No
+// allocation and no thread creation per call.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 // Element and block formats of weights and activations. The numeric values are GGML's type ids so a
-// GGUF tensor-type field maps onto DType without a table; safetensors dtypes map onto the same enum.
+// GGUF tensor-type field maps onto DType without a table; safetensors dtypes map onto the same
+// enum.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// Conversions between f32 and the 16-bit float formats. IEEE fp16 via F16C where the compiler targets
-// it; bf16 rounds to nearest even, like torch's .to(torch.bfloat16).
+// Conversions between f32 and the 16-bit float formats. IEEE fp16 via F16C where the compiler
+// targets it; bf16 rounds to nearest even, like torch's .to(torch.bfloat16).
 #pragma once
 
 #include <bit>
@@ -8,7 +8,9 @@
 
 namespace gemmax {
 
-inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+inline float bf16_to_f32(uint16_t h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u = std::bit_cast<uint32_t>(f);
@@ -41,7 +43,7 @@ inline uint16_t f32_to_f16(float f) {
   const uint32_t u = std::bit_cast<uint32_t>(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (abs < 0x38800000u) {  // subnormal or zero in fp16: round abs * 2^24 to nearest even
     const float scaled = std::bit_cast<float>(abs) * 16777216.0f;

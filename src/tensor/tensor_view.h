@@ -1,6 +1,7 @@
-// A non-owning view of a tensor inside a mapped checkpoint (or any buffer that outlives it). Shapes are
-// outermost-first (PyTorch order): a [rows, cols] weight has `cols` contiguous elements per row. GGUF's
-// innermost-first dimensions are reversed by the reader so both formats look the same here.
+// A non-owning view of a tensor inside a mapped checkpoint (or any buffer that outlives it). Shapes
+// are outermost-first (PyTorch order): a [rows, cols] weight has `cols` contiguous elements per
+// row. GGUF's innermost-first dimensions are reversed by the reader so both formats look the same
+// here.
 #pragma once
 
 #include <cstddef>

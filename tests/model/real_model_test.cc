@@ -1,11 +1,13 @@
 // The real Gemma 3 270M Q4_K_M GGUF against two references:
-//  - exact logits (numpy float64 over gguf-py's dequantized weights, tools/make_real_model_f64_reference.py)
+//  - exact logits (numpy float64 over gguf-py's dequantized weights,
+//  tools/make_real_model_f64_reference.py)
 //    for the short prompts: the scalar kernels must match them to f32 rounding;
 //  - llama.cpp (llama-cpp-python 0.3.36 on the same file, tools/make_real_model_goldens.py) on four
 //    prompts, one longer than the 512-token sliding window, and greedy continuations.
-// Measured (english prompt): llama.cpp's own logits sit 0.1-1.3 away from the exact ones (mean KL 1e-2):
-// it rounds activations to int8 and several intermediates to f16. gemmax's AVX2 kernels, which round
-// activations to int8 too, are about as far (0.1-1.2); its scalar kernels are within 4e-5.
+// Measured (english prompt): llama.cpp's own logits sit 0.1-1.3 away from the exact ones (mean KL
+// 1e-2): it rounds activations to int8 and several intermediates to f16. gemmax's AVX2 kernels,
+// which round activations to int8 too, are about as far (0.1-1.2); its scalar kernels are within
+// 4e-5.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,9 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-// Positions where the reference's top two logits are closer than this are near-ties that int8 rounding
-// (up to ~1.3 on a logit, see above) may break either way; observed flips had margins up to 0.44.
-// Everywhere else the top-1 token must agree.
+// Positions where the reference's top two logits are closer than this are near-ties that int8
+// rounding (up to ~1.3 on a logit, see above) may break either way; observed flips had margins up
+// to 0.44. Everywhere else the top-1 token must agree.
 constexpr double kNearTie = 0.5;
 
 struct Agreement {
@@ -32,8 +34,8 @@ struct Agreement {
 };
 
 // KL(reference || gemmax) over the reference's top-20 tokens plus one bucket for the rest of the
-// vocabulary: a lower bound of the full KL (grouping never increases it), close to it where the top 20
-// hold nearly all the mass, as they do here.
+// vocabulary: a lower bound of the full KL (grouping never increases it), close to it where the top
+// 20 hold nearly all the mass, as they do here.
 double kl_top_k(const json& top, double lse, const float* row, int64_t vocab) {
   const double max_l = *std::max_element(row, row + vocab);
   double sum = 0;
@@ -81,10 +83,11 @@ class RealModel : public ::testing::Test {
       for (int64_t i = 0; i < out.num_logit_rows(); ++i)
         check_position(p, out.positions[i], out.row(i), out.vocab_size, a);
     }
-    std::printf("[ %s ] %zu tokens: top-1 agrees at %d/%d positions; KL mean %.2e max %.2e; "
-                "max |logit diff| %.3g\n",
-                p["name"].get<std::string>().c_str(), ids.size(), a.top1_match, a.positions,
-                a.kl_mean(), a.kl_max, a.max_abs_diff);
+    std::printf(
+        "[ %s ] %zu tokens: top-1 agrees at %d/%d positions; KL mean %.2e max %.2e; "
+        "max |logit diff| %.3g\n",
+        p["name"].get<std::string>().c_str(), ids.size(), a.top1_match, a.positions, a.kl_mean(),
+        a.kl_max, a.max_abs_diff);
     return a;
   }
 
@@ -101,7 +104,8 @@ class RealModel : public ::testing::Test {
                     << top[0][0] << " (margin " << margin << ")";
     }
     for (const json& e : top)
-      a.max_abs_diff = std::max(a.max_abs_diff, std::abs(row[e[0].get<int>()] - e[1].get<double>()));
+      a.max_abs_diff =
+          std::max(a.max_abs_diff, std::abs(row[e[0].get<int>()] - e[1].get<double>()));
     const double kl = kl_top_k(top, p["lse"][pos].get<double>(), row, vocab);
     a.kl_sum += kl;
     a.kl_max = std::max(a.kl_max, kl);
@@ -116,8 +120,9 @@ Gemma3Checkpoint* RealModel::ckpt_ = nullptr;
 json* RealModel::llama_ = nullptr;
 json* RealModel::exact_ = nullptr;
 
-// f32 arithmetic on exactly dequantized weights: only summation order differs from the f64 reference
-// (dot products of 640-2048 terms, 18 layers): observed 3.6e-5; 2e-3 still catches any real mistake.
+// f32 arithmetic on exactly dequantized weights: only summation order differs from the f64
+// reference (dot products of 640-2048 terms, 18 layers): observed 3.6e-5; 2e-3 still catches any
+// real mistake.
 TEST_F(RealModel, ScalarKernelsMatchExactLogits) {
   set_kernel_path(KernelPath::kScalar);
   Gemma3Model model(ckpt_->config(), ckpt_->weights(), 2);
@@ -171,8 +176,8 @@ TEST_F(RealModel, GreedyContinuationsMatchLlamaCpp) {
           std::max_element(out.row(0), out.row(0) + out.vocab_size) - out.row(0));
       if (next != want[step]) {
         // Free-running greedy may only part ways with llama.cpp at a near-tie.
-        EXPECT_LT(margins[step], kNearTie) << p["name"] << " step " << step << ": gemmax " << next
-                                           << ", llama.cpp " << want[step];
+        EXPECT_LT(margins[step], kNearTie)
+            << p["name"] << " step " << step << ": gemmax " << next << ", llama.cpp " << want[step];
         break;
       }
       ++matched;

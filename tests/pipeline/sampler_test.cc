@@ -154,7 +154,8 @@ TEST(Sampler, FullVocabularyDrawIsFast) {
   // Plain temperature sampling over Gemma's 262k vocabulary must not sort it (a full sort costs
   // tens of ms per token); 200 draws in well under a second leaves a wide margin.
   std::vector<float> l(262144);
-  for (size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>((i * 2654435761u) % 1000) / 100.0f;
+  for (size_t i = 0; i < l.size(); ++i)
+    l[i] = static_cast<float>((i * 2654435761u) % 1000) / 100.0f;
   Sampler s(seeded(), {});
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 200; ++i) s.sample(l);

@@ -20,7 +20,7 @@ TEST(Half, F16KnownValues) {
   EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
   EXPECT_EQ(f16_to_f32(0xc000), -2.0f);
   EXPECT_EQ(f16_to_f32(0x0001), 5.9604644775390625e-8f);
-  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);  // rounds up to inf
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);               // rounds up to inf
   EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 4096.0f), 0x3c00);  // ties to even
 }
 
