@@ -234,19 +234,9 @@ ApiError api_error_from_engine(const std::invalid_argument& e) {
 }
 
 const char* openai_finish_reason(FinishReason r) {
-  switch (r) {
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kCancelled:
-      return "abort";
-    case FinishReason::kError:
-      return "error";
-    case FinishReason::kNone:
-      break;
-  }
-  return "";
+  // Same names as the pipeline's, except that OpenAI-compatible servers (vLLM) call a cancelled
+  // request "abort".
+  return r == FinishReason::kCancelled ? "abort" : finish_reason_name(r);
 }
 
 namespace {
