@@ -13,6 +13,7 @@
 
 #include "serve/metrics.h"
 #include "serve/openai_protocol.h"
+#include "serve/peer_connection.h"
 #include "tokenizer/chat_template.h"
 
 namespace gemmax::serve {
@@ -127,6 +128,7 @@ class Server::Impl {
   json response_json(const Job& job) const;
   std::string stream_chunk(const Job& job, int choice, const GenerationEvent& ev) const;
   bool stream(Job& job, httplib::DataSink& sink);
+  bool wait_unless_client_gone(Job& job, const httplib::Request& req);
   void error(httplib::Response& res, const ApiError& e) {
     metrics_.request_failed(e.status);
     res.status = e.status;
@@ -335,6 +337,20 @@ std::string Server::Impl::stream_chunk(const Job& job, int choice,
   return "data: " + dump(chunk) + "\n\n";
 }
 
+// Waits until every choice finished; false (after cancelling) when the client closed or reset the
+// connection first. httplib only tells a handler about a dead client when it writes, so the
+// connection is looked up in the kernel's socket table every 300 ms.
+bool Server::Impl::wait_unless_client_gone(Job& job, const httplib::Request& req) {
+  PeerWatch watch({req.local_addr, req.local_port}, {req.remote_addr, req.remote_port});
+  int choice = -1;
+  GenerationEvent ev;
+  while (!job.done()) {
+    apply_next_event(job, choice, ev);
+    if (!job.done() && watch.disconnected()) return cancel(job), false;
+  }
+  return true;
+}
+
 // Writes the whole SSE stream; false (after cancelling) when the client went away.
 bool Server::Impl::stream(Job& job, httplib::DataSink& sink) {
   auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
@@ -386,9 +402,15 @@ void Server::Impl::handle_generate(Endpoint ep, const httplib::Request& req,
           });
       return;
     }
-    int choice = -1;
-    GenerationEvent ev;
-    while (!job->done()) apply_next_event(*job, choice, ev);
+    if (!wait_unless_client_gone(*job, req)) {
+      // Only a client that half-closed its side could still read this. Like a stream whose client
+      // went away, it is not counted as an error.
+      res.status = 499;  // nginx's "client closed request"
+      res.set_content(
+          dump(ApiError(499, "the client closed the connection; request cancelled").body()),
+          "application/json");
+      return;
+    }
     for (const ChoiceResult& c : job->choices) {
       if (c.finish == FinishReason::kError) throw ApiError(500, c.error, "server_error");
       if (c.finish == FinishReason::kCancelled)

@@ -246,6 +246,40 @@ def test_disconnect_frees_pages(s, c):
     check((s.metric("gemmax_generation_tokens_total") or 0) < 2000, "generation stopped early")
 
 
+def test_disconnect_non_streaming(s, c):
+    print("a non-streaming request whose client disconnects is cancelled and its KV pages freed", flush=True)
+    # Control: clients that wait for long answers (several connection checks) are never cancelled.
+    start = time.time()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        long = list(pool.map(lambda p: greedy_completion(c, s.name, p, max_tokens=64, extra_body={"ignore_eos": True}),
+                             ["Story one:", "Story two:", "Story three:", "Story four:"]))
+    print(f"  4 concurrent 64-token requests took {time.time() - start:.2f} s", flush=True)
+    check(all(r.usage.completion_tokens == 64 and r.choices[0].finish_reason == "length" for r in long),
+          f"long non-streaming requests run to the end: {[r.usage.completion_tokens for r in long]}")
+    errors = r'gemmax_request_errors_total\{status="(?:499|503)"\}'
+    errors_before = s.metric(errors) or 0
+    tokens_before = s.metric("gemmax_generation_tokens_total") or 0
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    conn.request("POST", "/v1/completions", body=json.dumps(
+        {"model": s.name, "prompt": "Tell me a long story.", "max_tokens": 2000, "temperature": 0,
+         "ignore_eos": True}), headers={"Content-Type": "application/json"})
+    deadline = time.time() + 10  # no response comes before the end: watch the gauges instead
+    while time.time() < deadline and s.metric("gemmax_running_sequences") != 1:
+        time.sleep(0.05)
+    check(s.metric("gemmax_running_sequences") == 1, "the non-streaming request is running")
+    conn.close()  # a FIN: the server's side of the connection goes to CLOSE_WAIT
+    closed_at = time.time()
+    deadline = closed_at + 20
+    while time.time() < deadline and (s.metric("gemmax_running_sequences") or s.metric("gemmax_kv_pages_used")):
+        time.sleep(0.05)
+    print(f"  cancelled {time.time() - closed_at:.2f} s after the disconnect", flush=True)
+    check(s.metric("gemmax_running_sequences") == 0 and s.metric("gemmax_kv_pages_used") == 0,
+          "after the disconnect nothing runs and no KV page is used")
+    generated = (s.metric("gemmax_generation_tokens_total") or 0) - tokens_before
+    check(generated < 1000, f"generation stopped early ({generated:.0f} of 2000 tokens)")
+    check((s.metric(errors) or 0) == errors_before, "a disconnect is not counted as an error (nor as a shutdown)")
+
+
 def test_concurrency(s, c):
     print("16 concurrent clients: greedy outputs equal single-request outputs", flush=True)
     prompts = [f"Question {i}: what is {i} plus {i * 3}? Answer:" if i % 2 else f"A short poem about the number {i}:"
@@ -304,7 +338,7 @@ def main():
             tests = [lambda: test_basics(s, c, args.gemmax, args.model), lambda: test_chat_streaming(s, c),
                          lambda: test_logprobs(s, c), lambda: test_stop_strings(s, c), lambda: test_n_and_seed(s, c),
                          lambda: test_errors(s, c), lambda: test_disconnect_frees_pages(s, c),
-                     lambda: test_concurrency(s, c)]
+                     lambda: test_disconnect_non_streaming(s, c), lambda: test_concurrency(s, c)]
             for i, test in enumerate(tests):
                 if args.only is not None and i != args.only:
                     continue
