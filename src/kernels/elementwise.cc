@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/elementwise_internal.h"
+#include "kernels/matmul.h"
+
 namespace gemmax {
 
 void rms_norm(const float* x, const float* gamma, int64_t n, float eps, float* out) {
@@ -32,6 +35,7 @@ float gelu_tanh(float x) {
 }
 
 void gelu_tanh_gated(const float* gate, const float* up, int64_t n, float* out) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::gelu_tanh_gated_avx2(gate, up, n, out);
   for (int64_t i = 0; i < n; ++i) out[i] = gelu_tanh(gate[i]) * up[i];
 }
 
@@ -41,6 +45,7 @@ void softcap(float* x, int64_t n, float cap) {
 }
 
 void softmax(float* x, int64_t n) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::softmax_avx2(x, n);
   if (n <= 0) return;
   const float max_v = *std::max_element(x, x + n);
   float sum = 0.0f;
@@ -50,6 +55,11 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = 1.0f / sum;
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void axpy(float a, const float* x, int64_t n, float* y) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::axpy_avx2(a, x, n, y);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 }  // namespace gemmax

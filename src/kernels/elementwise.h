@@ -24,4 +24,10 @@ void softcap(float* x, int64_t n, float cap);
 // In-place numerically stable softmax.
 void softmax(float* x, int64_t n);
 
+// y[i] += a * x[i] (attention's weighted sum of values).
+void axpy(float a, const float* x, int64_t n, float* y);
+
+// gelu_tanh_gated, softmax and axpy use AVX2 on the avx2 kernel path (kernels/matmul.h): the
+// vector exp is within a few ulp of libm, see tests/kernels/elementwise_test.cc.
+
 }  // namespace gemmax

@@ -3,6 +3,7 @@
 // call and reused for all tokens while it sits in L1, which is the token tiling that prefill needs.
 #include "kernels/matmul.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -237,38 +238,87 @@ void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, flo
   }
 }
 
-void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, ThreadPool* pool) {
-  check_operands("matmul", x, n_tokens, w, y);
-  const int64_t k = w.cols(), n_rows = w.rows();
-  if (n_tokens == 0 || n_rows == 0) return;
+namespace {
 
-  Job job{x, n_tokens, &w, y, kernel_path() == KernelPath::kAvx2, {}, nullptr, 0};
-  if (job.avx2) job.kernel = detail::avx2_row_kernel(w.dtype);
-  if (job.kernel.dot != nullptr && job.kernel.act != detail::ActFormat::kF32) {
-    // Quantize the activations once per call (split over tokens for prefill); every row then
-    // reuses them.
-    thread_local std::vector<uint8_t> act_buf;
-    job.act_stride = detail::act_row_bytes(job.kernel.act, k);
-    uint8_t* act = scratch(act_buf, job.act_stride * static_cast<size_t>(n_tokens));
-    const auto quantize_tokens = [&job, act](int64_t t0, int64_t t1) {
-      const int64_t cols = job.w->cols();
-      for (int64_t t = t0; t < t1; ++t) {
-        detail::quantize_act_row(job.kernel.act, job.x + t * cols, cols, act + t * job.act_stride);
-      }
-    };
-    if (pool != nullptr && n_tokens > 1) {
-      pool->parallel_for(n_tokens, 1, quantize_tokens);
-    } else {
-      quantize_tokens(0, n_tokens);
+// The products of one matmul_fused call; the parallel_for lambda captures only a pointer to it.
+struct FusedJob {
+  static constexpr size_t kMaxOutputs = 4;
+  Job jobs[kMaxOutputs];
+  int64_t first_row[kMaxOutputs + 1];  // rows of all weights, concatenated
+  size_t n = 0;
+  void run(int64_t g0, int64_t g1) const {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t lo = std::max(g0, first_row[i]), hi = std::min(g1, first_row[i + 1]);
+      if (lo < hi) run_rows(jobs[i], lo - first_row[i], hi - first_row[i]);
     }
-    job.act = act;
   }
-  if (pool == nullptr) {
-    run_rows(job, 0, n_rows);
+};
+
+// Quantizes the n_tokens rows of x into format f once per call (split over tokens for prefill);
+// one buffer per format, per calling thread, that only grows.
+const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t n_tokens, int64_t k,
+                                   ThreadPool* pool, size_t* stride) {
+  thread_local std::vector<uint8_t> bufs[3];
+  *stride = detail::act_row_bytes(f, k);
+  const size_t row_bytes = *stride;
+  uint8_t* act = scratch(bufs[static_cast<int>(f)], row_bytes * static_cast<size_t>(n_tokens));
+  const auto quantize_tokens = [=](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      detail::quantize_act_row(f, x + t * k, k, act + t * row_bytes);
+  };
+  if (pool != nullptr && n_tokens > 1) {
+    pool->parallel_for(n_tokens, 1, quantize_tokens);
   } else {
-    pool->parallel_for(n_rows, kRowGrain,
-                       [&job](int64_t r0, int64_t r1) { run_rows(job, r0, r1); });
+    quantize_tokens(0, n_tokens);
   }
+  return act;
+}
+
+}  // namespace
+
+void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput> outputs,
+                  ThreadPool* pool) {
+  if (outputs.size() > FusedJob::kMaxOutputs)
+    throw std::invalid_argument("matmul_fused: at most 4 outputs, got " +
+                                std::to_string(outputs.size()));
+  FusedJob fused;
+  fused.first_row[0] = 0;
+  const bool avx2 = kernel_path() == KernelPath::kAvx2;
+  const uint8_t* acts[3] = {};
+  size_t strides[3] = {};
+  for (const MatmulOutput& o : outputs) {
+    check_operands("matmul", x, n_tokens, *o.w, o.y);
+    if (o.w->cols() != outputs[0].w->cols())
+      throw std::invalid_argument(
+          "matmul_fused: " + describe(*o.w) + " has " + std::to_string(o.w->cols()) + " columns, " +
+          describe(*outputs[0].w) + " has " + std::to_string(outputs[0].w->cols()));
+    Job& job = fused.jobs[fused.n];
+    job = Job{x, n_tokens, o.w, o.y, avx2, {}, nullptr, 0};
+    if (avx2) job.kernel = detail::avx2_row_kernel(o.w->dtype);
+    const auto f = job.kernel.act;
+    if (job.kernel.dot != nullptr && f != detail::ActFormat::kF32 && n_tokens > 0 &&
+        o.w->rows() > 0) {
+      const int slot = static_cast<int>(f);
+      if (acts[slot] == nullptr)
+        acts[slot] = prepare_activations(f, x, n_tokens, o.w->cols(), pool, &strides[slot]);
+      job.act = acts[slot];
+      job.act_stride = strides[slot];
+    }
+    fused.first_row[fused.n + 1] = fused.first_row[fused.n] + o.w->rows();
+    ++fused.n;
+  }
+  const int64_t total = fused.first_row[fused.n];
+  if (n_tokens == 0 || total == 0) return;
+  if (pool == nullptr) {
+    fused.run(0, total);
+  } else {
+    pool->parallel_for(total, kRowGrain, [&fused](int64_t r0, int64_t r1) { fused.run(r0, r1); });
+  }
+}
+
+void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, ThreadPool* pool) {
+  const MatmulOutput out{&w, y};
+  matmul_fused(x, n_tokens, std::span<const MatmulOutput>(&out, 1), pool);
 }
 
 }  // namespace gemmax

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "kernels/thread_pool.h"
 #include "tensor/tensor_view.h"
@@ -11,6 +12,19 @@ namespace gemmax {
 // x: [n_tokens, w.cols()] f32 row-major. y: [n_tokens, w.rows()] f32 row-major.
 // y[t][o] = sum_i x[t][i] * W[o][i]. `pool` may be null (single thread).
 void matmul(const float* x, int64_t n_tokens, const TensorView& w, float* y, ThreadPool* pool);
+
+// One product of a fused matmul: y = x W^T, y: [n_tokens, w->rows()].
+struct MatmulOutput {
+  const TensorView* w;
+  float* y;
+};
+
+// Several products of the same x (q/k/v, gate/up) in one pass over the pool: the activations are
+// quantized once per format and the rows of all weights are split over the threads together, so a
+// decode step pays one synchronisation instead of one per weight. Every weight must have x's
+// column count. Each y is bit-identical to matmul() of its weight alone.
+void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput> outputs,
+                  ThreadPool* pool);
 
 // Same contract, the plain reference (dequantize a row, dot product) used by the tests.
 void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, float* y);

@@ -147,9 +147,9 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   s_.v.resize(n * nkv * hd);
 
   rms_norm_rows(s_.x.data(), w.input_norm, n, h, eps, s_.h.data(), pool_);
-  matmul(s_.h.data(), n, w.q_proj, s_.q.data(), &pool_);
-  matmul(s_.h.data(), n, w.k_proj, s_.k.data(), &pool_);
-  matmul(s_.h.data(), n, w.v_proj, s_.v.data(), &pool_);
+  const MatmulOutput qkv[] = {
+      {&w.q_proj, s_.q.data()}, {&w.k_proj, s_.k.data()}, {&w.v_proj, s_.v.data()}};
+  matmul_fused(s_.h.data(), n, qkv, &pool_);
 
   // Per-head RMSNorm of q and k, then RoPE with the layer type's frequencies.
   const float* inv_freq =
@@ -237,8 +237,7 @@ void Gemma3Model::attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_
       const std::byte* vp = b.v + i * kv_stride + kv_off;
       if (!f32_kv) dequantize_row(kv_dtype, vp, vrow.data(), hd);
       const float* v = f32_kv ? reinterpret_cast<const float*>(vp) : vrow.data();
-      const float a = scores[j];
-      for (int64_t d = 0; d < hd; ++d) out[d] += a * v[d];
+      axpy(scores[j], v, hd, out);
     }
   }
 }
@@ -251,8 +250,8 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
   s_.gate.resize(n * ff);
   s_.up.resize(n * ff);
   rms_norm_rows(s_.x.data(), w.pre_feedforward_norm, n, h, eps, s_.h.data(), pool_);
-  matmul(s_.h.data(), n, w.gate_proj, s_.gate.data(), &pool_);
-  matmul(s_.h.data(), n, w.up_proj, s_.up.data(), &pool_);
+  const MatmulOutput gate_up[] = {{&w.gate_proj, s_.gate.data()}, {&w.up_proj, s_.up.data()}};
+  matmul_fused(s_.h.data(), n, gate_up, &pool_);
   // Elementwise, so split by elements: a decode step (one token) still uses every thread.
   pool_.parallel_for(n * ff, 1024, [this](int64_t i0, int64_t i1) {
     gelu_tanh_gated(s_.gate.data() + i0, s_.up.data() + i0, i1 - i0, s_.gate.data() + i0);

@@ -8,6 +8,8 @@
 #include <random>
 #include <vector>
 
+#include "kernels/matmul.h"
+
 namespace gemmax {
 namespace {
 
@@ -70,10 +72,61 @@ TEST(Elementwise, GeluTanhMatchesFormula) {
         (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (xd + 0.044715 * xd * xd * xd)));
     EXPECT_NEAR(gelu_tanh(x), want, 1e-6 * std::fabs(want) + 1e-6) << x;
   }
-  const auto gate = random_vec(33, 6), up = random_vec(33, 7);
-  std::vector<float> out(33);
-  gelu_tanh_gated(gate.data(), up.data(), 33, out.data());
-  for (int i = 0; i < 33; ++i) EXPECT_EQ(out[i], gelu_tanh(gate[i]) * up[i]) << i;
+}
+
+// The kernel paths whose elementwise kernels differ; each is forced in turn, then auto restored.
+std::vector<KernelPath> paths() {
+  std::vector<KernelPath> p = {KernelPath::kScalar};
+  if (kernel_path_supported(KernelPath::kAvx2)) p.push_back(KernelPath::kAvx2);
+  return p;
+}
+
+struct PathGuard {
+  KernelPath saved = kernel_path();
+  ~PathGuard() { set_kernel_path(saved); }
+};
+
+// The gated form on every path: the scalar path is gelu_tanh (libm tanh) bit for bit; the AVX2
+// path evaluates g / (1 + e^(-2u)) with a vector exp, so it is held to the double formula: 4e-6
+// relative (a few f32 roundings, one of them in exp) plus 1e-7 absolute near zero, where u ~ 0.
+// Lengths 33 and 1000 cover the vector body and the tail; inputs reach |g| = 16 (exp saturates).
+TEST(Elementwise, GeluTanhGatedOnEveryPath) {
+  PathGuard guard;
+  for (int64_t n : {33, 1000}) {
+    auto gate = random_vec(n, 6, 4.0f);
+    gate[0] = 16.0f, gate[1] = -16.0f, gate[2] = 0.0f, gate[3] = -0.0f;
+    const auto up = random_vec(n, 7);
+    for (KernelPath path : paths()) {
+      set_kernel_path(path);
+      std::vector<float> out(n);
+      gelu_tanh_gated(gate.data(), up.data(), n, out.data());
+      for (int64_t i = 0; i < n; ++i) {
+        if (path == KernelPath::kScalar) {
+          EXPECT_EQ(out[i], gelu_tanh(gate[i]) * up[i]) << i;
+          continue;
+        }
+        const double g = gate[i];
+        const double want =
+            0.5 * g *
+            (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (g + 0.044715 * g * g * g))) *
+            up[i];
+        EXPECT_NEAR(out[i], want, 4e-6 * std::fabs(want) + 1e-7) << "n " << n << " i " << i;
+      }
+    }
+  }
+}
+
+// y += a x on every path against double; one rounding per element (f32 fma or mul+add).
+TEST(Elementwise, AxpyOnEveryPath) {
+  PathGuard guard;
+  const auto x = random_vec(37, 9), y0 = random_vec(37, 10);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    auto y = y0;
+    axpy(0.37f, x.data(), 37, y.data());
+    for (int i = 0; i < 37; ++i)
+      EXPECT_NEAR(y[i], y0[i] + 0.37 * x[i], 2e-7 * (std::fabs(y0[i]) + std::fabs(x[i]))) << i;
+  }
 }
 
 TEST(Elementwise, SoftcapBoundsValues) {
@@ -86,20 +139,46 @@ TEST(Elementwise, SoftcapBoundsValues) {
   }
 }
 
+// On every path; 11 values so the AVX2 path runs its vector body and its scalar tail.
 TEST(Elementwise, SoftmaxIsStableAndNormalised) {
-  std::vector<float> x = {1000.0f, 1001.0f, 999.0f, -1e30f};
-  softmax(x.data(), 4);
-  const double e0 = std::exp(-1.0), e2 = std::exp(-2.0), z = e0 + 1.0 + e2;
-  EXPECT_NEAR(x[0], e0 / z, 1e-6);
-  EXPECT_NEAR(x[1], 1.0 / z, 1e-6);
-  EXPECT_NEAR(x[2], e2 / z, 1e-6);
-  EXPECT_EQ(x[3], 0.0f);
-  auto r = random_vec(300, 8, 4.0f);
-  softmax(r.data(), 300);
-  double sum = 0;
-  for (float v : r) sum += v;
-  EXPECT_NEAR(sum, 1.0, 1e-5);  // 300 f32 additions of values <= 1
-  softmax(nullptr, 0);          // no-op
+  PathGuard guard;
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    std::vector<float> x = {1000.0f, 1001.0f, 999.0f, -1e30f,  -INFINITY, 1000.0f,
+                            1001.0f, 999.0f,  -1e30f, 1000.0f, 998.0f};
+    softmax(x.data(), 11);
+    const double e1 = std::exp(-1.0), e2 = std::exp(-2.0), e3 = std::exp(-3.0);
+    const double z = 3 * e1 + 2.0 + 2 * e2 + e3;
+    const double want[] = {e1 / z, 1 / z, e2 / z, 0, 0, e1 / z, 1 / z, e2 / z, 0, e1 / z, e3 / z};
+    for (int i = 0; i < 11; ++i)  // exp within a few ulp, then one division
+      EXPECT_NEAR(x[i], want[i], 1e-6) << kernel_path_name(path) << " " << i;
+    EXPECT_EQ(x[3], 0.0f);
+    EXPECT_EQ(x[4], 0.0f);
+    auto r = random_vec(300, 8, 4.0f);
+    softmax(r.data(), 300);
+    double sum = 0;
+    for (float v : r) sum += v;
+    EXPECT_NEAR(sum, 1.0, 1e-5);  // 300 f32 additions of values <= 1
+    softmax(nullptr, 0);          // no-op
+  }
+}
+
+// The vector exp inside softmax against libm over the whole input range, through softmax of a
+// pair {x, 0}: x[0] = e^x / (e^x + 1), so exp errors show directly.
+TEST(Elementwise, SoftmaxExpMatchesLibm) {
+  PathGuard guard;
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (float v = -100.0f; v <= 100.0f; v += 0.37f) {
+      std::vector<float> x(16, -INFINITY);
+      x[0] = v, x[9] = 0.0f;  // one in the vector body, one in the tail
+      softmax(x.data(), 16);
+      const double want = 1.0 / (1.0 + std::exp(-static_cast<double>(v)));
+      const double other = 1.0 / (1.0 + std::exp(static_cast<double>(v)));  // not 1 - want
+      EXPECT_NEAR(x[0], want, 2e-6 * want + 1e-37) << kernel_path_name(path) << " " << v;
+      EXPECT_NEAR(x[9], other, 2e-6 * other + 1e-37) << kernel_path_name(path) << " " << v;
+    }
+  }
 }
 
 }  // namespace

@@ -185,6 +185,54 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulTest,
                                            DType::kQ6_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
+// q/k/v and gate/up go through matmul_fused: formats with different activation layouts (f32,
+// int8 per 32, int8 per 256) share one call, and each output must equal matmul() of its weight
+// alone bit for bit, with and without a pool, for a decode token and a prefill tile.
+TEST(Matmul, FusedEqualsSeparateProducts) {
+  std::mt19937 rng(11);
+  const int64_t cols = 256;
+  const DType types[] = {DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kF32};
+  const int64_t rows[] = {70, 33, 129, 17};
+  std::vector<Weights> ws;
+  for (int i = 0; i < 4; ++i) ws.push_back(random_weights(types[i], rows[i], cols, rng));
+  ThreadPool pool(3);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (int64_t n : {1, 6}) {
+      const std::vector<float> x = random_x(n * cols, rng);
+      std::vector<std::vector<float>> fused(4), alone(4);
+      std::vector<MatmulOutput> outs;
+      for (int i = 0; i < 4; ++i) {
+        fused[i].assign(n * rows[i], -1.0f);
+        alone[i].assign(n * rows[i], -2.0f);
+        outs.push_back({&ws[i].view, fused[i].data()});
+        matmul(x.data(), n, ws[i].view, alone[i].data(), nullptr);
+      }
+      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        matmul_fused(x.data(), n, outs, p);
+        for (int i = 0; i < 4; ++i)
+          EXPECT_EQ(0, std::memcmp(fused[i].data(), alone[i].data(), fused[i].size() * 4))
+              << kernel_path_name(path) << " output " << i << " tokens " << n;
+      }
+    }
+  }
+}
+
+TEST(Matmul, FusedRejectsMismatchedColumnsAndTooManyOutputs) {
+  std::mt19937 rng(12);
+  const Weights a = random_weights(DType::kQ8_0, 4, 64, rng),
+                b = random_weights(DType::kQ8_0, 4, 96, rng);
+  std::vector<float> x(96, 1.0f), y(16);
+  const MatmulOutput mismatched[] = {{&a.view, y.data()}, {&b.view, y.data()}};
+  EXPECT_THROW(matmul_fused(x.data(), 1, mismatched, nullptr), std::invalid_argument);
+  const MatmulOutput five[] = {{&a.view, y.data()},
+                               {&a.view, y.data()},
+                               {&a.view, y.data()},
+                               {&a.view, y.data()},
+                               {&a.view, y.data()}};
+  EXPECT_THROW(matmul_fused(x.data(), 1, five, nullptr), std::invalid_argument);
+}
+
 TEST(Matmul, ReferenceOnHandComputedF32) {
   // W = [[1, 2], [3, 4], [5, 6]], x = [[1, -1], [0.5, 2]].
   const float wdata[] = {1, 2, 3, 4, 5, 6};

@@ -1,0 +1,113 @@
+// AVX2 versions of the elementwise kernels that cost real time: the gated GELU of every MLP (a
+// libm tanh per element was ~10% of a prefill) and the softmax / weighted sum of attention. They
+// use one exp approximation accurate to a few ulp, so they match the scalar path within the
+// tolerances of tests/kernels/elementwise_test.cc. Compiled with a target attribute like
+// matmul_avx2.cc; elementwise.cc only calls in after checking the kernel path.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels/elementwise_internal.h"
+
+#define GEMMAX_AVX2 __attribute__((target("avx2,fma")))
+
+namespace gemmax::detail {
+namespace {
+
+GEMMAX_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 2^e for integral e in [-126, 127], built in the exponent bits.
+GEMMAX_AVX2 inline __m256 pow2_ps(__m256 e) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(e), _mm256_set1_epi32(127)), 23));
+}
+
+// e^x for x in [-87.3, 88.7] (larger inputs are clamped, smaller ones give 0): x = n ln2
+// + r with |r| <= ln2/2 (ln2 split in two parts so r is exact to f32), e^r by a degree-6 Taylor
+// polynomial (error < 2e-8 relative on that interval), times 2^n built in the exponent bits.
+GEMMAX_AVX2 inline __m256 exp_ps(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);  // e^x -> 0
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  // n is in [-126, 128]: 2^n as (n + 127) << 23; n = 128 (x near 88.7) is done as 2 * 2^127.
+  const __m256 half_n = _mm256_mul_ps(n, _mm256_set1_ps(0.5f));
+  const __m256 n1 = _mm256_floor_ps(half_n), n2 = _mm256_sub_ps(n, n1);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(_mm256_mul_ps(p, pow2_ps(n1)), pow2_ps(n2)));
+}
+
+// gelu_tanh(g) = 0.5 g (1 + tanh(u)) = g / (1 + e^(-2u)), u = sqrt(2/pi) (g + 0.044715 g^3).
+GEMMAX_AVX2 inline __m256 gelu_tanh_ps(__m256 g) {
+  const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+  const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                 _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, g));
+  const __m256 e = exp_ps(_mm256_mul_ps(u, _mm256_set1_ps(-2.0f)));
+  return _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+}  // namespace
+
+GEMMAX_AVX2 void gelu_tanh_gated_avx2(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(
+        out + i, _mm256_mul_ps(gelu_tanh_ps(_mm256_loadu_ps(gate + i)), _mm256_loadu_ps(up + i)));
+  if (i < n) {  // the tail through the same vector code, so every element sees the same formula
+    float g[8] = {}, u[8] = {}, o[8];
+    for (int64_t j = i; j < n; ++j) g[j - i] = gate[j], u[j - i] = up[j];
+    _mm256_storeu_ps(o, _mm256_mul_ps(gelu_tanh_ps(_mm256_loadu_ps(g)), _mm256_loadu_ps(u)));
+    for (int64_t j = i; j < n; ++j) out[j] = o[j - i];
+  }
+}
+
+GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
+  if (n <= 0) return;
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+  float max_v = -INFINITY;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  for (float v : lanes) max_v = std::fmax(max_v, v);
+  for (int64_t j = i; j < n; ++j) max_v = std::fmax(max_v, x[j]);
+  const __m256 m = _mm256_set1_ps(max_v);
+  __m256 vsum = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    _mm256_storeu_ps(x + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = hsum(vsum);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max_v);
+    sum += x[i];
+  }
+  const __m256 inv = _mm256_set1_ps(1.0f / sum);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+  for (; i < n; ++i) x[i] *= 1.0f / sum;
+}
+
+GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+}  // namespace gemmax::detail
