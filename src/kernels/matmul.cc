@@ -100,8 +100,12 @@ struct Job {
   float* y;
   bool avx2;
   detail::RowKernel kernel;
-  const uint8_t* act;  // prepared activations (kernel.act != kF32)
-  size_t act_stride;   // bytes between token rows of `act`
+  const uint8_t* act;     // prepared activations (kernel.act != kF32)
+  size_t act_stride;      // bytes between token rows of `act`
+  int64_t row_bytes = 0;  // of w, computed once (TensorView::row() recomputes it per call)
+  const uint8_t* weight_row(int64_t r) const {
+    return reinterpret_cast<const uint8_t*>(w->data) + r * row_bytes;
+  }
 };
 
 // Rows without a specialised kernel: dequantize the row once, then f32 dots for every token.
@@ -124,7 +128,7 @@ void pairs_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1
   const int64_t k = job.w->cols(), n_rows = job.w->rows();
   const bool f32_act = job.kernel.act == detail::ActFormat::kF32;
   for (int64_t r = r0; r < r1; ++r) {
-    const auto* wr = reinterpret_cast<const uint8_t*>(job.w->row(r));
+    const uint8_t* wr = job.weight_row(r);
     for (int64_t t = t0; t < t1; ++t) {
       const void* a = f32_act ? static_cast<const void*>(job.x + t * k)
                               : static_cast<const void*>(job.act + t * job.act_stride);
@@ -138,7 +142,7 @@ void pairs_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1
 void rows_tokens4(const Job& job, int64_t r0, int64_t r1) {
   const int64_t k = job.w->cols(), n_rows = job.w->rows(), n_tok = job.n_tokens;
   for (int64_t r = r0; r < r1; ++r) {
-    const auto* wr = reinterpret_cast<const uint8_t*>(job.w->row(r));
+    const uint8_t* wr = job.weight_row(r);
     int64_t t = 0;
     for (; t + 4 <= n_tok; t += 4) {
       float out[4];
@@ -293,7 +297,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
           "matmul_fused: " + describe(*o.w) + " has " + std::to_string(o.w->cols()) + " columns, " +
           describe(*outputs[0].w) + " has " + std::to_string(outputs[0].w->cols()));
     Job& job = fused.jobs[fused.n];
-    job = Job{x, n_tokens, o.w, o.y, avx2, {}, nullptr, 0};
+    job = Job{x, n_tokens, o.w, o.y, avx2, {}, nullptr, 0, o.w->row_bytes()};
     if (avx2) job.kernel = detail::avx2_row_kernel(o.w->dtype);
     const auto f = job.kernel.act;
     if (job.kernel.dot != nullptr && f != detail::ActFormat::kF32 && n_tokens > 0 &&
