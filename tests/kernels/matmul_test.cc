@@ -233,6 +233,62 @@ TEST(Matmul, FusedRejectsMismatchedColumnsAndTooManyOutputs) {
   EXPECT_THROW(matmul_fused(x.data(), 1, five, nullptr), std::invalid_argument);
 }
 
+// The AVX2 activation quantization against the plain rule it implements, bit for bit: d =
+// max|x| / 127 (NaN ignored), q = round-to-even(x / d) clamped to [-127, 127] with NaN -> -127,
+// plus the per-block sums the *_1 and K kernels use. Blocks of zeros, NaN, inf and huge values.
+TEST(Matmul, ActivationQuantizationMatchesPlainRule) {
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(13);
+  const int64_t k = 512;
+  std::vector<float> x = random_x(k, rng);
+  for (int i = 32; i < 64; ++i) x[i] = 0.0f;
+  x[70] = NAN;
+  x[100] = INFINITY;
+  for (int i = 128; i < 160; ++i) x[i] *= 1e30f;
+  x[300] = -x[300] * 1000.0f;
+  auto plain = [](const float* v, int n, std::vector<int>& q) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; ++i)
+      if (std::fabs(v[i]) > amax) amax = std::fabs(v[i]);
+    const float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+    q.resize(n);
+    for (int i = 0; i < n; ++i) {
+      float y = v[i] * inv;
+      y = !(y >= -127.0f) ? -127.0f : (y > 127.0f ? 127.0f : y);
+      q[i] = static_cast<int>(std::nearbyint(y));
+    }
+    return d;
+  };
+  std::vector<uint8_t> buf(detail::act_row_bytes(detail::ActFormat::kA8x32, k));
+  detail::quantize_act_row(detail::ActFormat::kA8x32, x.data(), k, buf.data());
+  const auto* b32 = reinterpret_cast<const detail::A8Block32*>(buf.data());
+  std::vector<int> q;
+  for (int b = 0; b < k / 32; ++b) {
+    const float d = plain(x.data() + 32 * b, 32, q);
+    EXPECT_EQ(b32[b].d, d) << b;
+    int sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      EXPECT_EQ(b32[b].q[i], q[i]) << b << " " << i;
+      sum += q[i];
+    }
+    EXPECT_EQ(b32[b].sum, d * static_cast<float>(sum)) << b;
+  }
+  buf.assign(detail::act_row_bytes(detail::ActFormat::kA8x256, k), 0);
+  detail::quantize_act_row(detail::ActFormat::kA8x256, x.data(), k, buf.data());
+  const auto* b256 = reinterpret_cast<const detail::A8Block256*>(buf.data());
+  for (int b = 0; b < k / 256; ++b) {
+    EXPECT_EQ(b256[b].d, plain(x.data() + 256 * b, 256, q)) << b;
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) {
+        EXPECT_EQ(b256[b].q[16 * g + i], q[16 * g + i]) << b << " " << g << " " << i;
+        sum += q[16 * g + i];
+      }
+      EXPECT_EQ(b256[b].bsums[g], sum) << b << " " << g;
+    }
+  }
+}
+
 TEST(Matmul, ReferenceOnHandComputedF32) {
   // W = [[1, 2], [3, 4], [5, 6]], x = [[1, -1], [0.5, 2]].
   const float wdata[] = {1, 2, 3, 4, 5, 6};
