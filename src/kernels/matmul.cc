@@ -310,8 +310,10 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     job = Job{x, n_tokens, o.w, o.y, avx2, {}, nullptr, 0, o.w->row_bytes()};
     if (avx2) job.kernel = detail::avx2_row_kernel(o.w->dtype);
     const auto f = job.kernel.act;
-    if (job.kernel.dot != nullptr && f != detail::ActFormat::kF32 && n_tokens > 0 &&
-        o.w->rows() > 0) {
+    if (f == detail::ActFormat::kF32) {  // f32 activations are used as they are
+      job.act = reinterpret_cast<const uint8_t*>(x);
+      job.act_stride = static_cast<size_t>(o.w->cols()) * sizeof(float);
+    } else if (job.kernel.dot != nullptr && n_tokens > 0 && o.w->rows() > 0) {
       const int slot = static_cast<int>(f);
       if (acts[slot] == nullptr)
         acts[slot] = prepare_activations(f, x, n_tokens, o.w->cols(), pool, &strides[slot]);

@@ -170,33 +170,62 @@ GEMMAX_AVX2 inline __m256 load8_bf16(const uint8_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
 }
 
-// 16-bit weights: convert 8 at a time in registers, two accumulators to hide the FMA latency.
 template <bool kBf16>
-GEMMAX_AVX2 inline float row_half(const uint8_t* w, const void* act, int64_t k) {
-  const auto* x = static_cast<const float*>(act);
-  auto load = [w](int64_t i)
-                  GEMMAX_AVX2 { return kBf16 ? load8_bf16(w + 2 * i) : load8_f16(w + 2 * i); };
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
+  return kBf16 ? load8_bf16(p) : load8_f16(p);
+}
+
+// 16-bit weights x T tokens of f32 activations: each 8 weights are converted once in registers and
+// used by the T tokens (prefill); two accumulators per token hide the FMA latency. Every token
+// sees the same operations in the same order for any T.
+template <bool kBf16, int T>
+GEMMAX_AVX2 inline void tile_half(const uint8_t* w, const uint8_t* act, size_t act_stride,
+                                  int64_t k, float* out) {
+  const float* x[T];
+  __m256 acc0[T], acc1[T];
+  for (int t = 0; t < T; ++t) {
+    x[t] = reinterpret_cast<const float*>(act + t * act_stride);
+    acc0[t] = acc1[t] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
   for (; i + 16 <= k; i += 16) {
-    acc0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), acc0);
-    acc1 = _mm256_fmadd_ps(load(i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    if (i % 32 == 0) prefetch_ahead(w + 2 * i);  // one 64-byte line per 32 weights
+    const __m256 w0 = load8_half<kBf16>(w + 2 * i), w1 = load8_half<kBf16>(w + 2 * i + 16);
+    for (int t = 0; t < T; ++t) {
+      acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), acc0[t]);
+      acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + i + 8), acc1[t]);
+    }
   }
-  for (; i + 8 <= k; i += 8) acc0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), acc0);
-  float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < k; ++i) {
-    uint16_t h;
-    std::memcpy(&h, w + 2 * i, 2);
-    s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[i];
+  for (; i + 8 <= k; i += 8) {
+    const __m256 w0 = load8_half<kBf16>(w + 2 * i);
+    for (int t = 0; t < T; ++t) acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), acc0[t]);
   }
-  return s;
+  for (int t = 0; t < T; ++t) {
+    float s = hsum(_mm256_add_ps(acc0[t], acc1[t]));
+    for (int64_t j = i; j < k; ++j) {
+      uint16_t h;
+      std::memcpy(&h, w + 2 * j, 2);
+      s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[t][j];
+    }
+    out[t] = s;
+  }
 }
 
 GEMMAX_AVX2 float row_f16(const uint8_t* w, const void* a, int64_t k) {
-  return row_half<false>(w, a, k);
+  float out;
+  tile_half<false, 1>(w, static_cast<const uint8_t*>(a), 0, k, &out);
+  return out;
 }
 GEMMAX_AVX2 float row_bf16(const uint8_t* w, const void* a, int64_t k) {
-  return row_half<true>(w, a, k);
+  float out;
+  tile_half<true, 1>(w, static_cast<const uint8_t*>(a), 0, k, &out);
+  return out;
+}
+GEMMAX_AVX2 void f16_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_half<false, 4>(w, a, s, k, o);
+}
+GEMMAX_AVX2 void bf16_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
+  tile_half<true, 4>(w, a, s, k, o);
 }
 
 // ---- 32-element block formats with A8Block32 activations ----
@@ -458,9 +487,9 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
     case DType::kF16:
-      return {ActFormat::kF32, row_f16};
+      return {ActFormat::kF32, row_f16, f16_4};
     case DType::kBF16:
-      return {ActFormat::kF32, row_bf16};
+      return {ActFormat::kF32, row_bf16, bf16_4};
     case DType::kQ4_0:
       return signed32_kernel<Q4_0>();
     case DType::kQ4_1:

@@ -178,6 +178,29 @@ TEST_P(MatmulTest, PoolDoesNotChangeResults) {
   }
 }
 
+// A token's result must not depend on the other tokens of the call (prefill tiles of 4, leftover
+// tokens, L1 token blocks): the server promises identical greedy output alone or in a batch. 37
+// tokens on 301 rows cover several token blocks and a leftover; each must equal that token alone,
+// bit for bit.
+TEST_P(MatmulTest, TokensDoNotDependOnTheirBatch) {
+  const DType t = GetParam();
+  std::mt19937 rng(8);
+  const int64_t cols = require_layout(t).block_size == 256 ? 1024 : 640, n = 37, rows = 301;
+  const Weights w = random_weights(t, rows, cols, rng);
+  const std::vector<float> x = random_x(n * cols, rng);
+  ThreadPool pool(2);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    std::vector<float> batch(n * rows), alone(rows);
+    matmul(x.data(), n, w.view, batch.data(), &pool);
+    for (int64_t tok = 0; tok < n; ++tok) {
+      matmul(x.data() + tok * cols, 1, w.view, alone.data(), &pool);
+      EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + tok * rows, rows * sizeof(float)))
+          << kernel_path_name(path) << " token " << tok;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
                                            DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
