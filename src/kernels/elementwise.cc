@@ -62,4 +62,11 @@ void axpy(float a, const float* x, int64_t n, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void accumulate_rows(const float* w, const float* rows, int64_t n_rows, int64_t stride, int64_t n,
+                     float* out) {
+  if (kernel_path() == KernelPath::kAvx2)
+    return detail::accumulate_rows_avx2(w, rows, n_rows, stride, n, out);
+  for (int64_t j = 0; j < n_rows; ++j) axpy(w[j], rows + j * stride, n, out);
+}
+
 }  // namespace gemmax

@@ -27,6 +27,11 @@ void softmax(float* x, int64_t n);
 // y[i] += a * x[i] (attention's weighted sum of values).
 void axpy(float a, const float* x, int64_t n, float* y);
 
+// out[d] += sum_j w[j] * rows[j * stride + d] for j = 0..n_rows-1 in order, d < n: the same result
+// as n_rows axpy calls, bit for bit, with out kept in registers on the AVX2 path.
+void accumulate_rows(const float* w, const float* rows, int64_t n_rows, int64_t stride, int64_t n,
+                     float* out);
+
 // gelu_tanh_gated, softmax and axpy use AVX2 on the avx2 kernel path (kernels/matmul.h): the
 // vector exp is within a few ulp of libm, see tests/kernels/elementwise_test.cc.
 

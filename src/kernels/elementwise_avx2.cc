@@ -110,4 +110,24 @@ GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+// out[d] += sum_j w[j] * rows[j * stride + d], j in order: each 32-float slice of out stays in
+// registers while every row passes (one load and store of out per call instead of per row). Per
+// element it is the same sequence of fmas as n_rows axpy calls, so results are bit-identical.
+GEMMAX_AVX2 void accumulate_rows_avx2(const float* w, const float* rows, int64_t n_rows,
+                                      int64_t stride, int64_t n, float* out) {
+  int64_t d = 0;
+  for (; d + 32 <= n; d += 32) {
+    __m256 acc[4];
+    for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(out + d + 8 * i);
+    for (int64_t j = 0; j < n_rows; ++j) {
+      const __m256 a = _mm256_set1_ps(w[j]);
+      const float* r = rows + j * stride + d;
+      for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(r + 8 * i), acc[i]);
+    }
+    for (int i = 0; i < 4; ++i) _mm256_storeu_ps(out + d + 8 * i, acc[i]);
+  }
+  if (d < n)
+    for (int64_t j = 0; j < n_rows; ++j) axpy_avx2(w[j], rows + j * stride + d, n - d, out + d);
+}
+
 }  // namespace gemmax::detail

@@ -181,26 +181,35 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
 }
 
 // Causal attention of every token over its sequence's cached K/V (windowed on sliding layers), GQA:
-// query head `head` reads kv head head / (nh / nkv). The (token, head) pairs are independent, so
-// they are split over the pool together: a decode step (one token) still uses every thread.
+// query head `head` reads kv head head / (nh / nkv). Work units are (token, kv group) when there
+// are enough of them to share out (prefill): the group's query heads then read each K/V row once
+// instead of once per head. A decode step has too few, so its units are (token, head) and every
+// thread still gets work. Each head's arithmetic is the same either way (bit for bit).
 void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
                          const PagedKVCache& cache) {
   const int64_t n = static_cast<int64_t>(in.tokens.size());
   const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
+  const int64_t group = nh / config_.num_key_value_heads;
   s_.attn.assign(n * nh * hd, 0.0f);
   s_.row_of.resize(n);
   for (int64_t r = 0; r < in.num_rows(); ++r)
     for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t)
       s_.row_of[t] = r;
-  pool_.parallel_for(n * nh, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      attend_head(layer, in.seq_ids[s_.row_of[i / nh]], pos[i / nh], i / nh, i % nh, cache);
+  const int64_t per_unit = n * (nh / group) >= 2 * pool_.size() ? group : 1;
+  const int64_t units_per_token = nh / per_unit;
+  pool_.parallel_for(n * units_per_token, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / units_per_token;
+      attend_heads(layer, in.seq_ids[s_.row_of[t]], pos[t], t, (i % units_per_token) * per_unit,
+                   per_unit, cache);
+    }
   });
 }
 
-// One query head of token t at position p: scores over the cached keys, softmax, weighted values.
-void Gemma3Model::attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_t head,
-                              const PagedKVCache& cache) {
+// Query heads [first_head, first_head + n_heads) of token t at position p, all in one kv group:
+// scores over the cached keys, softmax, weighted values.
+void Gemma3Model::attend_heads(int layer, SeqId seq, int64_t p, int64_t t, int64_t first_head,
+                               int64_t n_heads, const PagedKVCache& cache) {
   const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
   const int64_t nkv = config_.num_key_value_heads, group = nh / nkv;
   const float scaling = 1.0f / std::sqrt(static_cast<float>(config_.query_pre_attn_scalar));
@@ -209,7 +218,7 @@ void Gemma3Model::attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_
   const DType kv_dtype = cache.params().dtype;
   const bool f32_kv = kv_dtype == DType::kF32;
   const int64_t elem = dtype_row_bytes(kv_dtype, 1);
-  const int64_t kv_off = (head / group) * hd * elem, kv_stride = nkv * hd * elem;
+  const int64_t kv_off = (first_head / group) * hd * elem, kv_stride = nkv * hd * elem;
   // Per-thread buffers that only grow: no allocation per step once warm.
   thread_local std::vector<KVBlock> blocks;
   thread_local std::vector<float> scores, krow, vrow;
@@ -217,27 +226,35 @@ void Gemma3Model::attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_
   vrow.resize(hd);
   const int64_t begin =
       config_.layer_is_sliding[layer] ? std::max<int64_t>(0, p - config_.sliding_window + 1) : 0;
+  const int64_t n_keys = p + 1 - begin;
   cache.blocks(seq, layer, begin, p + 1, blocks);
-  scores.resize(p + 1 - begin);
-  const float* q = s_.q.data() + (t * nh + head) * hd;
+  scores.resize(n_heads * n_keys);
+  const float* q = s_.q.data() + (t * nh + first_head) * hd;
   int64_t j = 0;
   for (const KVBlock& b : blocks) {
     for (int64_t i = 0; i < b.n; ++i, ++j) {
       const std::byte* kp = b.k + i * kv_stride + kv_off;
       if (!f32_kv) dequantize_row(kv_dtype, kp, krow.data(), hd);
       const float* k = f32_kv ? reinterpret_cast<const float*>(kp) : krow.data();
-      scores[j] = dot_f32(q, k, hd) * scaling;
+      for (int64_t h = 0; h < n_heads; ++h)
+        scores[h * n_keys + j] = dot_f32(q + h * hd, k, hd) * scaling;
     }
   }
-  softmax(scores.data(), j);
-  float* out = s_.attn.data() + (t * nh + head) * hd;
+  for (int64_t h = 0; h < n_heads; ++h) softmax(scores.data() + h * n_keys, n_keys);
+  float* out = s_.attn.data() + (t * nh + first_head) * hd;
   j = 0;
   for (const KVBlock& b : blocks) {
+    if (f32_kv) {  // a page's rows are equally spaced: one pass per head over the block
+      const auto* v = reinterpret_cast<const float*>(b.v + kv_off);
+      for (int64_t h = 0; h < n_heads; ++h)
+        accumulate_rows(scores.data() + h * n_keys + j, v, b.n, kv_stride / 4, hd, out + h * hd);
+      j += b.n;
+      continue;
+    }
     for (int64_t i = 0; i < b.n; ++i, ++j) {
-      const std::byte* vp = b.v + i * kv_stride + kv_off;
-      if (!f32_kv) dequantize_row(kv_dtype, vp, vrow.data(), hd);
-      const float* v = f32_kv ? reinterpret_cast<const float*>(vp) : vrow.data();
-      axpy(scores[j], v, hd, out);
+      dequantize_row(kv_dtype, b.v + i * kv_stride + kv_off, vrow.data(), hd);
+      for (int64_t h = 0; h < n_heads; ++h)
+        axpy(scores[h * n_keys + j], vrow.data(), hd, out + h * hd);
     }
   }
 }

@@ -40,8 +40,8 @@ class Gemma3Model {
   void mlp_block(int layer, int64_t n);
   void attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
               const PagedKVCache& cache);
-  void attend_head(int layer, SeqId seq, int64_t p, int64_t t, int64_t head,
-                   const PagedKVCache& cache);
+  void attend_heads(int layer, SeqId seq, int64_t p, int64_t t, int64_t first_head, int64_t n_heads,
+                    const PagedKVCache& cache);
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
 
   Gemma3Config config_;

@@ -139,6 +139,25 @@ TEST(Elementwise, SoftcapBoundsValues) {
   }
 }
 
+// accumulate_rows is n_rows axpy calls in order, bit for bit, on every path: 72 = two 32-float
+// slices and a tail of 8; rows 80 floats apart (the KV heads' spacing in a page).
+TEST(Elementwise, AccumulateRowsEqualsAxpyInOrder) {
+  PathGuard guard;
+  const int64_t n = 72, stride = 80, n_rows = 5;
+  const auto rows = random_vec(n_rows * stride, 11), w = random_vec(n_rows, 12);
+  const auto out0 = random_vec(n, 13);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    auto want = out0, got = out0;
+    for (int64_t j = 0; j < n_rows; ++j) axpy(w[j], rows.data() + j * stride, n, want.data());
+    accumulate_rows(w.data(), rows.data(), n_rows, stride, n, got.data());
+    EXPECT_EQ(got, want) << kernel_path_name(path);
+    double d0 = out0[3];
+    for (int64_t j = 0; j < n_rows; ++j) d0 += static_cast<double>(w[j]) * rows[j * stride + 3];
+    EXPECT_NEAR(got[3], d0, 1e-5);  // and it is the weighted sum
+  }
+}
+
 // On every path; 11 values so the AVX2 path runs its vector body and its scalar tail.
 TEST(Elementwise, SoftmaxIsStableAndNormalised) {
   PathGuard guard;
