@@ -72,6 +72,29 @@ GEMMAX_AVX2 void quantize_a8x32(const float* x, int64_t k, A8Block32* out) {
   }
 }
 
+// Two blocks at a time into the A8Pair layout (see matmul_internal.h); an odd last block gets a
+// zero partner.
+GEMMAX_AVX2 void quantize_a8pair(const float* x, int64_t k, A8Pair* out) {
+  const int64_t nb = k / kQK;
+  for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
+    A8Pair& pr = out[p];
+    int8_t q[2][32] = {};
+    float d[2] = {0.0f, 0.0f};
+    for (int j = 0; j < 2 && 2 * p + j < nb; ++j)
+      d[j] = quantize_block(x + (2 * p + j) * kQK, kQK, q[j], nullptr);
+    for (int j = 0; j < 2; ++j) {
+      std::memcpy(pr.q_lo + 16 * j, q[j], 16);
+      std::memcpy(pr.q_hi + 16 * j, q[j] + 16, 16);
+    }
+    for (int l = 0; l < 8; ++l) {
+      pr.d[l] = d[l / 4];
+      int sum = 0;
+      for (int i = 0; i < 4; ++i) sum += pr.q_lo[4 * l + i] + pr.q_hi[4 * l + i];
+      pr.sums[l] = sum;
+    }
+  }
+}
+
 GEMMAX_AVX2 void quantize_a8x256(const float* x, int64_t k, A8Block256* out) {
   for (int64_t b = 0; b < k / kQKK; ++b) {
     A8Block256& blk = out[b];
@@ -230,84 +253,115 @@ GEMMAX_AVX2 void bf16_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k,
 
 // ---- 32-element block formats with A8Block32 activations ----
 
-// The signed 32-element formats differ only in how a block becomes 32 int8 values; each provides
-// kBytes, kD (offset of the f16 scale) and load(block) -> the int8 values.
-struct Q8_0 {
-  static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD;
-  GEMMAX_AVX2 static __m256i load(const uint8_t* w) { return loadu(w + q8_0::kQs); }
-};
+// The *_0 formats are processed two blocks at a time against A8Pair activations. Each format
+// provides load(b0, b1, lo, hi): elements 0-15 of both blocks in lo, 16-31 in hi (the A8Pair
+// order). Q4_0 and Q5_0 load their unsigned codes (value + 8 or + 16) and subtract kOffset times
+// the activation sums in int32, exactly; Q8_0 is signed and uses the sign trick instead (maddubs
+// needs one unsigned operand, and Q8_0 + 128 would overflow its int16 pair sums).
 struct Q4_0 {
-  static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD;
-  GEMMAX_AVX2 static __m256i load(const uint8_t* w) {
-    return _mm256_sub_epi8(unpack_nibbles_32(w + q4_0::kQs), _mm256_set1_epi8(8));
+  static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 3;
+  static constexpr bool kSigned = false;
+  GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
+    const __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + q4_0::kQs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + q4_0::kQs)), 1);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    lo = _mm256_and_si256(v, low4);
+    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
   }
 };
-// Q5_0: value - 16 = nibble when the fifth bit is set, else nibble - 16 = (nibble | 0xf0) as int8.
 struct Q5_0 {
-  static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD;
-  GEMMAX_AVX2 static __m256i load(const uint8_t* w) {
-    const __m256i high = _mm256_andnot_si256(expand_bits(load_u32(w + q5_0::kQh)),
-                                             _mm256_set1_epi8(static_cast<char>(0xf0)));
-    return _mm256_or_si256(unpack_nibbles_32(w + q5_0::kQs), high);
+  static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 4;
+  static constexpr bool kSigned = false;
+  GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
+    const __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + q5_0::kQs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + q5_0::kQs)), 1);
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+    // Fifth bits of elements 0-15 of both blocks, then of elements 16-31.
+    const uint32_t h0 = load_u32(b0 + q5_0::kQh), h1 = load_u32(b1 + q5_0::kQh);
+    const uint32_t bits_lo = (h0 & 0xffffu) | (h1 << 16), bits_hi = (h0 >> 16) | (h1 & 0xffff0000u);
+    lo = _mm256_or_si256(_mm256_and_si256(v, low4), _mm256_and_si256(expand_bits(bits_lo), bit4));
+    hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
+                         _mm256_and_si256(expand_bits(bits_hi), bit4));
+  }
+};
+struct Q8_0 {
+  static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD, kOffsetShift = 0;
+  static constexpr bool kSigned = true;
+  GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
+    auto half = [](const uint8_t* p)
+                    GEMMAX_AVX2 { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+    lo = _mm256_inserti128_si256(_mm256_castsi128_si256(half(b0 + q8_0::kQs)), half(b1 + q8_0::kQs),
+                                 1);
+    hi = _mm256_inserti128_si256(_mm256_castsi128_si256(half(b0 + q8_0::kQs + 16)),
+                                 half(b1 + q8_0::kQs + 16), 1);
   }
 };
 
-// One weight row x T tokens: out[t] = dot(row, token t). Each weight block is unpacked once and
-// reused for the T tokens (prefill). Every token has two accumulators (even and odd blocks), so the
-// FMA latency is not the limit even for T = 1, while the row is still read front to back: a single
-// sequential stream, which the hardware prefetcher follows (interleaving several rows' streams made
-// the 170 MB LM head slower). Each token goes through the same operations in the same order for
-// any T, so results do not depend on the tiling.
-// One block of a tile: its weights unpacked once, then for each token acc[t] += the block's dot
-// scaled by both block scales.
+// One pair of weight blocks x T tokens: the weights are unpacked once, then for each token
+// acc[t] += (int32 dot per lane - offset) * (weight scale * activation scale) per lane. `single`
+// marks an odd last block (b1 == b0 is read but its lanes get scale 0 and zero activations).
 template <class F, int T>
-GEMMAX_AVX2 inline void block_signed32(const uint8_t* blk, const uint8_t* act, size_t act_stride,
-                                       int64_t b, __m256* acc) {
-  const __m256i q = F::load(blk);
-  const __m256i abs_q = _mm256_sign_epi8(q, q);
-  const float dw = f16(blk + F::kD);
+GEMMAX_AVX2 inline void pair_tile(const uint8_t* b0, const uint8_t* b1, bool single,
+                                  const uint8_t* act, size_t act_stride, int64_t p, __m256* acc) {
+  __m256i lo, hi;
+  F::load(b0, b1, lo, hi);
+  const __m256 dw =
+      _mm256_set_m128(_mm_set1_ps(single ? 0.0f : f16(b1 + F::kD)), _mm_set1_ps(f16(b0 + F::kD)));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i ulo = lo, uhi = hi;
+  if constexpr (F::kSigned) ulo = _mm256_sign_epi8(lo, lo), uhi = _mm256_sign_epi8(hi, hi);
   for (int t = 0; t < T; ++t) {
-    const A8Block32& a = reinterpret_cast<const A8Block32*>(act + t * act_stride)[b];
-    const __m256i p = dot_u8s8(abs_q, _mm256_sign_epi8(loadu(a.q), q));
-    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(p), acc[t]);
+    const A8Pair& a = reinterpret_cast<const A8Pair*>(act + t * act_stride)[p];
+    __m256i alo = loadu(a.q_lo), ahi = loadu(a.q_hi);
+    if constexpr (F::kSigned) alo = _mm256_sign_epi8(alo, lo), ahi = _mm256_sign_epi8(ahi, hi);
+    __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, alo), ones),
+                                   _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, ahi), ones));
+    if constexpr (!F::kSigned)
+      dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(loadu(a.sums), F::kOffsetShift));
+    acc[t] =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
   }
 }
 
+// One weight row x T tokens (T = 1: decode; 4: prefill). Every token sees the same operations in
+// the same order for any T, so a token's result does not depend on its batch.
 template <class F, int T>
-GEMMAX_AVX2 inline void tile_signed32(const uint8_t* w, const uint8_t* act, size_t act_stride,
-                                      int64_t k, float* out) {
-  // Two named accumulator sets (even and odd blocks), unrolled by hand: indexing one array by
-  // b & 1 made the compiler keep the accumulators on the stack, and the store-to-load round trip
-  // per block made the kernel 3x slower than the arithmetic.
-  __m256 even[T], odd[T];
-  for (int t = 0; t < T; ++t) even[t] = odd[t] = _mm256_setzero_ps();
+GEMMAX_AVX2 inline void tile_pairs(const uint8_t* w, const uint8_t* act, size_t act_stride,
+                                   int64_t k, float* out) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t nb = k / kQK;
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    prefetch_ahead(w + b * F::kBytes);
-    block_signed32<F, T>(w + b * F::kBytes, act, act_stride, b, even);
-    block_signed32<F, T>(w + (b + 1) * F::kBytes, act, act_stride, b + 1, odd);
+  int64_t p = 0;
+  for (; 2 * p + 2 <= nb; ++p) {
+    const uint8_t* b0 = w + 2 * p * F::kBytes;
+    prefetch_ahead(b0);
+    pair_tile<F, T>(b0, b0 + F::kBytes, false, act, act_stride, p, acc);
   }
-  if (b < nb) block_signed32<F, T>(w + b * F::kBytes, act, act_stride, b, even);
-  for (int t = 0; t < T; ++t) out[t] = hsum(_mm256_add_ps(even[t], odd[t]));
+  if (2 * p < nb) {
+    const uint8_t* b0 = w + 2 * p * F::kBytes;
+    pair_tile<F, T>(b0, b0, true, act, act_stride, p, acc);
+  }
+  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
 }
 
 template <class F>
-GEMMAX_AVX2 void tokens4_signed32(const uint8_t* w, const uint8_t* act, size_t act_stride,
-                                  int64_t k, float* out) {
-  tile_signed32<F, 4>(w, act, act_stride, k, out);
+GEMMAX_AVX2 void tokens4_pairs(const uint8_t* w, const uint8_t* act, size_t act_stride, int64_t k,
+                               float* out) {
+  tile_pairs<F, 4>(w, act, act_stride, k, out);
 }
 
 template <class F>
-GEMMAX_AVX2 float row_signed32(const uint8_t* w, const void* act, int64_t k) {
+GEMMAX_AVX2 float row_pairs(const uint8_t* w, const void* act, int64_t k) {
   float out;
-  tile_signed32<F, 1>(w, static_cast<const uint8_t*>(act), 0, k, &out);
+  tile_pairs<F, 1>(w, static_cast<const uint8_t*>(act), 0, k, &out);
   return out;
 }
 
 template <class F>
-RowKernel signed32_kernel() {
-  return {ActFormat::kA8x32, row_signed32<F>, tokens4_signed32<F>};
+RowKernel pairs_kernel() {
+  return {ActFormat::kA8Pair, row_pairs<F>, tokens4_pairs<F>};
 }
 
 // *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
@@ -491,15 +545,15 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kBF16:
       return {ActFormat::kF32, row_bf16, bf16_4};
     case DType::kQ4_0:
-      return signed32_kernel<Q4_0>();
+      return pairs_kernel<Q4_0>();
     case DType::kQ4_1:
       return {ActFormat::kA8x32, row_q4_1};
     case DType::kQ5_0:
-      return signed32_kernel<Q5_0>();
+      return pairs_kernel<Q5_0>();
     case DType::kQ5_1:
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
-      return signed32_kernel<Q8_0>();
+      return pairs_kernel<Q8_0>();
     case DType::kQ4_K:
       return {ActFormat::kA8x256, row_from_tile<q4_k_1>, q4_k_4};
     case DType::kQ5_K:
@@ -517,6 +571,8 @@ size_t act_row_bytes(ActFormat f, int64_t k) {
       return static_cast<size_t>(k / kQK) * sizeof(A8Block32);
     case ActFormat::kA8x256:
       return static_cast<size_t>(k / kQKK) * sizeof(A8Block256);
+    case ActFormat::kA8Pair:
+      return static_cast<size_t>((k / kQK + 1) / 2) * sizeof(A8Pair);
     case ActFormat::kF32:
       break;
   }
@@ -528,6 +584,8 @@ void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out) {
     quantize_a8x32(x, k, static_cast<A8Block32*>(out));
   } else if (f == ActFormat::kA8x256) {
     quantize_a8x256(x, k, static_cast<A8Block256*>(out));
+  } else if (f == ActFormat::kA8Pair) {
+    quantize_a8pair(x, k, static_cast<A8Pair*>(out));
   } else {
     std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
   }

@@ -23,7 +23,20 @@ struct A8Block256 {
   int8_t q[256];
 };
 
-enum class ActFormat { kF32, kA8x32, kA8x256 };
+// Two 32-element blocks, laid out the way the *_0 kernels unpack two weight blocks into registers:
+// q_lo holds elements 0-15 of both blocks, q_hi elements 16-31. After maddubs + madd, int32 lane l
+// of a product belongs to block l / 4, so one convert and one FMA serve both blocks, with the
+// block scales spread over the lanes in d. sums[l] is the sum of the 8 activation values that
+// lane l multiplies (the term the unsigned Q4_0/Q5_0 weights' offset of 8 or 16 multiplies). An odd
+// last block is paired with a zero block (d = 0, q = 0).
+struct A8Pair {
+  float d[8];       // d of block 0 in lanes 0-3, of block 1 in lanes 4-7
+  int32_t sums[8];  // per lane: sum of its q_lo and q_hi bytes
+  int8_t q_lo[32];  // block 0 elements 0-15, block 1 elements 0-15
+  int8_t q_hi[32];  // block 0 elements 16-31, block 1 elements 16-31
+};
+
+enum class ActFormat { kF32, kA8x32, kA8x256, kA8Pair };
 
 // Dot product of one weight row (k elements in its block format) with one prepared activation row.
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);

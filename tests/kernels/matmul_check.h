@@ -27,6 +27,7 @@ namespace gemmax {
 inline int64_t act_block(DType t) {
   switch (detail::avx2_row_kernel(t).act) {
     case detail::ActFormat::kA8x32:
+    case detail::ActFormat::kA8Pair:
       return 32;
     case detail::ActFormat::kA8x256:
       return 256;

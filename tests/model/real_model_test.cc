@@ -23,9 +23,13 @@ namespace {
 using nlohmann::json;
 
 // Positions where the reference's top two logits are closer than this are near-ties that int8
-// rounding (up to ~1.3 on a logit, see above) may break either way; observed flips had margins up
-// to 0.44. Everywhere else the top-1 token must agree.
-constexpr double kNearTie = 0.5;
+// rounding may break either way: the fast path is up to ~1.3 off the exact logits (see above) and
+// llama.cpp up to 1.97, in different directions. Observed flips against llama.cpp had margins up
+// to 0.44 with the first AVX2 kernels and 0.57 (one of 700 positions) once the Q4_0/Q5_0 kernels
+// applied their offsets exactly in int32 (which brought the mean KL down, 1.2e-2 -> 4.6e-3 on the
+// long prompt). A wrong window, rope base or norm flips far more and by larger margins, and the
+// tests below also bound the share of agreeing positions and the KL.
+constexpr double kNearTie = 1.0;
 
 struct Agreement {
   int positions = 0, top1_match = 0;
@@ -154,6 +158,7 @@ TEST_F(RealModel, TopTokenAndDistributionAgreeWithLlamaCpp) {
     const Agreement a = compare(model, p);
     EXPECT_LT(a.kl_mean(), 2.5e-2) << p["name"];
     EXPECT_LT(a.kl_max, 0.2) << p["name"];
+    EXPECT_GE(a.top1_match, 0.9 * a.positions) << p["name"];  // observed >= 94%
   }
 }
 
