@@ -127,6 +127,11 @@ void rows_dequantized(const Job& job, int64_t r0, int64_t r1) {
 void pairs_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t k = job.w->cols(), n_rows = job.w->rows();
   const bool f32_act = job.kernel.act == detail::ActFormat::kF32;
+  if (job.kernel.rows != nullptr && !f32_act && t1 - t0 == 1) {  // decode: one GEMV call
+    job.kernel.rows(job.weight_row(r0), static_cast<size_t>(job.row_bytes), r1 - r0,
+                    job.act + t0 * job.act_stride, k, job.y + t0 * n_rows + r0);
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = job.weight_row(r);
     for (int64_t t = t0; t < t1; ++t) {

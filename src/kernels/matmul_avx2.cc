@@ -360,8 +360,15 @@ GEMMAX_AVX2 float row_pairs(const uint8_t* w, const void* act, int64_t k) {
 }
 
 template <class F>
+GEMMAX_AVX2 void rows_pairs(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
+                            int64_t k, float* y) {
+  for (int64_t r = 0; r < n_rows; ++r)
+    tile_pairs<F, 1>(w + r * row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r);
+}
+
+template <class F>
 RowKernel pairs_kernel() {
-  return {ActFormat::kA8Pair, row_pairs<F>, tokens4_pairs<F>};
+  return {ActFormat::kA8Pair, row_pairs<F>, tokens4_pairs<F>, rows_pairs<F>};
 }
 
 // *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
@@ -505,7 +512,14 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, const uint8_t* act, size_t a
   for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - offsets[t];
 }
 
-// Single-row and 4-token entry points of the K formats.
+// Single-row, row-range and 4-token entry points of the K formats.
+template <void (*Tile1)(const uint8_t*, const uint8_t*, size_t, int64_t, float*)>
+GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
+                                int64_t k, float* y) {
+  for (int64_t r = 0; r < n_rows; ++r)
+    Tile1(w + r * row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r);
+}
+
 template <void (*Tile1)(const uint8_t*, const uint8_t*, size_t, int64_t, float*)>
 GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
   float out;
@@ -555,11 +569,11 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kQ8_0:
       return pairs_kernel<Q8_0>();
     case DType::kQ4_K:
-      return {ActFormat::kA8x256, row_from_tile<q4_k_1>, q4_k_4};
+      return {ActFormat::kA8x256, row_from_tile<q4_k_1>, q4_k_4, rows_from_tile<q4_k_1>};
     case DType::kQ5_K:
-      return {ActFormat::kA8x256, row_from_tile<q5_k_1>, q5_k_4};
+      return {ActFormat::kA8x256, row_from_tile<q5_k_1>, q5_k_4, rows_from_tile<q5_k_1>};
     case DType::kQ6_K:
-      return {ActFormat::kA8x256, row_from_tile<q6_k_1>, q6_k_4};
+      return {ActFormat::kA8x256, row_from_tile<q6_k_1>, q6_k_4, rows_from_tile<q6_k_1>};
     default:
       return {};  // Q2_K/Q3_K: dequantize per row + avx2_dot_f32
   }
