@@ -57,6 +57,16 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+float exp_sub_sum(float* x, int64_t n, float shift) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::exp_sub_sum_avx2(x, n, shift);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
 void axpy(float a, const float* x, int64_t n, float* y) {
   if (kernel_path() == KernelPath::kAvx2) return detail::axpy_avx2(a, x, n, y);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];

@@ -24,6 +24,9 @@ void softcap(float* x, int64_t n, float cap);
 // In-place numerically stable softmax.
 void softmax(float* x, int64_t n);
 
+// x[i] = exp(x[i] - shift); returns the sum (the unnormalised softmax of a key chunk).
+float exp_sub_sum(float* x, int64_t n, float shift);
+
 // y[i] += a * x[i] (attention's weighted sum of values).
 void axpy(float a, const float* x, int64_t n, float* y);
 

@@ -102,6 +102,23 @@ GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
   for (; i < n; ++i) x[i] *= 1.0f / sum;
 }
 
+GEMMAX_AVX2 float exp_sub_sum_avx2(float* x, int64_t n, float shift) {
+  const __m256 m = _mm256_set1_ps(shift);
+  __m256 vsum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    _mm256_storeu_ps(x + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = hsum(vsum);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
 GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;

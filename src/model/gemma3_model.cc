@@ -180,36 +180,92 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   add_normed_rows(s_.x.data(), s_.h.data(), w.post_attention_norm, n, h, eps, pool_);
 }
 
+// Keys are taken in chunks of key_chunk_ positions (counted from the first key a token sees), each
+// giving a partial softmax (max m, sum l, unnormalised output o) that merge_chunks combines. The
+// split depends only on the token's position, never on the batch, so a token's result is the same
+// whether its chunks run on one thread (prefill) or on several (decode).
+void Gemma3Model::set_attention_key_chunk(int64_t keys) {
+  if (keys < 1) throw std::invalid_argument("attention key chunk: must be at least 1");
+  key_chunk_ = keys;
+}
+
+int64_t Gemma3Model::key_begin(int layer, int64_t p) const {
+  return config_.layer_is_sliding[layer] ? std::max<int64_t>(0, p - config_.sliding_window + 1) : 0;
+}
+
 // Causal attention of every token over its sequence's cached K/V (windowed on sliding layers), GQA:
-// query head `head` reads kv head head / (nh / nkv). Work units are (token, kv group) when there
-// are enough of them to share out (prefill): the group's query heads then read each K/V row once
-// instead of once per head. A decode step has too few, so its units are (token, head) and every
-// thread still gets work. Each head's arithmetic is the same either way (bit for bit).
+// query head `head` reads kv head head / (nh / nkv). Work is shared out in units of (token, heads,
+// key chunk):
+//  * prefill (many tokens): a unit is a token's whole kv group, whose query heads then read each
+//    K/V row once; its key chunks run in turn and merge at once;
+//  * decode (few tokens): a unit is one head and one key chunk, so a single token still keeps every
+//    thread busy; the chunks are merged in a second pass.
+// Both run the same per-chunk and merge arithmetic, so the results are identical bit for bit.
 void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
                          const PagedKVCache& cache) {
   const int64_t n = static_cast<int64_t>(in.tokens.size());
   const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
-  const int64_t group = nh / config_.num_key_value_heads;
+  const int64_t group = nh / config_.num_key_value_heads, rec = hd + 2;
   s_.attn.assign(n * nh * hd, 0.0f);
   s_.row_of.resize(n);
+  auto chunks_for = [this](int64_t n_keys) { return (n_keys + key_chunk_ - 1) / key_chunk_; };
+  int64_t max_chunks = 1;
   for (int64_t r = 0; r < in.num_rows(); ++r)
-    for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t)
+    for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t) {
       s_.row_of[t] = r;
-  const int64_t per_unit = n * (nh / group) >= 2 * pool_.size() ? group : 1;
-  const int64_t units_per_token = nh / per_unit;
-  pool_.parallel_for(n * units_per_token, 1, [&](int64_t i0, int64_t i1) {
+      max_chunks = std::max(max_chunks, chunks_for(pos[t] + 1 - key_begin(layer, pos[t])));
+    }
+  auto seq_of = [&](int64_t t) { return in.seq_ids[s_.row_of[t]]; };
+  if (n * (nh / group) >= 2 * pool_.size()) {
+    pool_.parallel_for(n * (nh / group), 1, [&](int64_t i0, int64_t i1) {
+      thread_local std::vector<float> partial;
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t t = i / (nh / group), head = (i % (nh / group)) * group, p = pos[t];
+        const int64_t begin = key_begin(layer, p), chunks = chunks_for(p + 1 - begin);
+        partial.resize(group * chunks * rec);
+        for (int64_t c = 0; c < chunks; ++c)
+          attend_chunk(layer, seq_of(t), t, head, group, begin + c * key_chunk_,
+                       std::min(p + 1, begin + (c + 1) * key_chunk_), cache,
+                       partial.data() + c * rec, chunks * rec);
+        for (int64_t h = 0; h < group; ++h)
+          merge_chunks(partial.data() + h * chunks * rec, chunks,
+                       s_.attn.data() + (t * nh + head + h) * hd);
+      }
+    });
+    return;
+  }
+  // Decode: units of (token, heads, chunk) with the heads of a whole kv group when that still
+  // gives every thread work (they then read each K/V row once), else one head each.
+  // partials[((t * nh + head) * max_chunks + c) * rec].
+  s_.partials.resize(n * nh * max_chunks * rec);
+  const int64_t per_unit = n * (nh / group) * max_chunks >= 2 * pool_.size() ? group : 1;
+  const int64_t head_units = nh / per_unit;
+  pool_.parallel_for(n * head_units * max_chunks, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / units_per_token;
-      attend_heads(layer, in.seq_ids[s_.row_of[t]], pos[t], t, (i % units_per_token) * per_unit,
-                   per_unit, cache);
+      const int64_t t = i / (head_units * max_chunks), c = i % max_chunks;
+      const int64_t head = i / max_chunks % head_units * per_unit;
+      const int64_t p = pos[t], begin = key_begin(layer, p);
+      if (c >= chunks_for(p + 1 - begin)) continue;
+      attend_chunk(layer, seq_of(t), t, head, per_unit, begin + c * key_chunk_,
+                   std::min(p + 1, begin + (c + 1) * key_chunk_), cache,
+                   s_.partials.data() + ((t * nh + head) * max_chunks + c) * rec, max_chunks * rec);
+    }
+  });
+  pool_.parallel_for(n * nh, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t p = pos[i / nh];
+      merge_chunks(s_.partials.data() + i * max_chunks * rec,
+                   chunks_for(p + 1 - key_begin(layer, p)), s_.attn.data() + i * hd);
     }
   });
 }
 
-// Query heads [first_head, first_head + n_heads) of token t at position p, all in one kv group:
-// scores over the cached keys, softmax, weighted values.
-void Gemma3Model::attend_heads(int layer, SeqId seq, int64_t p, int64_t t, int64_t first_head,
-                               int64_t n_heads, const PagedKVCache& cache) {
+// Query heads [first_head, first_head + n_heads) of token t (one kv group) over keys [key_begin,
+// key_end): per head, at partial + h * head_stride, the record m (max score), l (sum of
+// exp(score - m)) and o[head_dim] (sum of exp(score - m) * value).
+void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_head, int64_t n_heads,
+                               int64_t key_begin, int64_t key_end, const PagedKVCache& cache,
+                               float* partial, int64_t head_stride) {
   const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
   const int64_t nkv = config_.num_key_value_heads, group = nh / nkv;
   const float scaling = 1.0f / std::sqrt(static_cast<float>(config_.query_pre_attn_scalar));
@@ -221,42 +277,61 @@ void Gemma3Model::attend_heads(int layer, SeqId seq, int64_t p, int64_t t, int64
   const int64_t kv_off = (first_head / group) * hd * elem, kv_stride = nkv * hd * elem;
   // Per-thread buffers that only grow: no allocation per step once warm.
   thread_local std::vector<KVBlock> blocks;
-  thread_local std::vector<float> scores, krow, vrow;
-  krow.resize(hd);
-  vrow.resize(hd);
-  const int64_t begin =
-      config_.layer_is_sliding[layer] ? std::max<int64_t>(0, p - config_.sliding_window + 1) : 0;
-  const int64_t n_keys = p + 1 - begin;
-  cache.blocks(seq, layer, begin, p + 1, blocks);
+  thread_local std::vector<float> scores, row;
+  row.resize(hd);
+  const int64_t n_keys = key_end - key_begin;
+  cache.blocks(seq, layer, key_begin, key_end, blocks);
   scores.resize(n_heads * n_keys);
   const float* q = s_.q.data() + (t * nh + first_head) * hd;
   int64_t j = 0;
   for (const KVBlock& b : blocks) {
     for (int64_t i = 0; i < b.n; ++i, ++j) {
       const std::byte* kp = b.k + i * kv_stride + kv_off;
-      if (!f32_kv) dequantize_row(kv_dtype, kp, krow.data(), hd);
-      const float* k = f32_kv ? reinterpret_cast<const float*>(kp) : krow.data();
+      if (!f32_kv) dequantize_row(kv_dtype, kp, row.data(), hd);
+      const float* k = f32_kv ? reinterpret_cast<const float*>(kp) : row.data();
       for (int64_t h = 0; h < n_heads; ++h)
         scores[h * n_keys + j] = dot_f32(q + h * hd, k, hd) * scaling;
     }
   }
-  for (int64_t h = 0; h < n_heads; ++h) softmax(scores.data() + h * n_keys, n_keys);
-  float* out = s_.attn.data() + (t * nh + first_head) * hd;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* sc = scores.data() + h * n_keys;
+    float* rec = partial + h * head_stride;
+    rec[0] = *std::max_element(sc, sc + n_keys);
+    rec[1] = exp_sub_sum(sc, n_keys, rec[0]);
+    std::fill(rec + 2, rec + 2 + hd, 0.0f);
+  }
   j = 0;
   for (const KVBlock& b : blocks) {
     if (f32_kv) {  // a page's rows are equally spaced: one pass per head over the block
       const auto* v = reinterpret_cast<const float*>(b.v + kv_off);
       for (int64_t h = 0; h < n_heads; ++h)
-        accumulate_rows(scores.data() + h * n_keys + j, v, b.n, kv_stride / 4, hd, out + h * hd);
+        accumulate_rows(scores.data() + h * n_keys + j, v, b.n, kv_stride / 4, hd,
+                        partial + h * head_stride + 2);
       j += b.n;
       continue;
     }
     for (int64_t i = 0; i < b.n; ++i, ++j) {
-      dequantize_row(kv_dtype, b.v + i * kv_stride + kv_off, vrow.data(), hd);
+      dequantize_row(kv_dtype, b.v + i * kv_stride + kv_off, row.data(), hd);
       for (int64_t h = 0; h < n_heads; ++h)
-        axpy(scores[h * n_keys + j], vrow.data(), hd, out + h * hd);
+        axpy(scores[h * n_keys + j], row.data(), hd, partial + h * head_stride + 2);
     }
   }
+}
+
+// out = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c over one head's chunk records (M = max m_c),
+// in chunk order.
+void Gemma3Model::merge_chunks(const float* partial, int64_t chunks, float* out) const {
+  const int64_t hd = config_.head_dim, rec = hd + 2;
+  float m = partial[0];
+  for (int64_t c = 1; c < chunks; ++c) m = std::max(m, partial[c * rec]);
+  float l = 0.0f;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float w = std::exp(partial[c * rec] - m);
+    l += w * partial[c * rec + 1];
+    axpy(w, partial + c * rec + 2, hd, out);
+  }
+  const float inv = 1.0f / l;
+  for (int64_t d = 0; d < hd; ++d) out[d] *= inv;
 }
 
 // x += post_ffw_norm(down(gelu_tanh(gate(h)) * up(h))), h = pre_ffw_norm(x)

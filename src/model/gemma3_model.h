@@ -28,10 +28,17 @@ class Gemma3Model {
   // row that would pass max_position_embeddings).
   Gemma3Outputs execute(const Gemma3Inputs& inputs, PagedKVCache& cache);
 
+  // Attention takes a token's keys in chunks of this many positions (partial softmaxes merged), so
+  // a decode step can split one token's attention over the threads. The split depends only on the
+  // position, so results never depend on the batch. Default 128; tests use small values to
+  // exercise the merge on short prompts.
+  void set_attention_key_chunk(int64_t keys);
+
  private:
   struct Scratch {
     std::vector<float> x, h, q, k, v, attn, gate, up, hidden_out;
     std::vector<int64_t> row_of;  // input row of each token
+    std::vector<float> partials;  // attention: per (token, head, key chunk) m, l, o[head_dim]
   };
   void validate(const Gemma3Inputs& inputs, const PagedKVCache& cache) const;
   void embed(const std::vector<int32_t>& tokens);
@@ -40,8 +47,11 @@ class Gemma3Model {
   void mlp_block(int layer, int64_t n);
   void attend(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
               const PagedKVCache& cache);
-  void attend_heads(int layer, SeqId seq, int64_t p, int64_t t, int64_t first_head, int64_t n_heads,
-                    const PagedKVCache& cache);
+  void attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_head, int64_t n_heads,
+                    int64_t key_begin, int64_t key_end, const PagedKVCache& cache, float* partial,
+                    int64_t head_stride);
+  void merge_chunks(const float* partial, int64_t chunks, float* out) const;
+  int64_t key_begin(int layer, int64_t p) const;
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
 
   Gemma3Config config_;
@@ -49,6 +59,7 @@ class Gemma3Model {
   ThreadPool pool_;
   std::vector<float> inv_freq_local_, inv_freq_global_;
   Scratch s_;
+  int64_t key_chunk_ = 128;
 };
 
 }  // namespace gemmax
