@@ -1,5 +1,6 @@
 // Persistent worker pool. A call publishes one job (function, range, chunking) by storing a new
-// generation into the `work` word, whose low 32 bits are the next unclaimed chunk. Workers spin
+// generation into the `work` word, which also holds the job's chunk count and the next unclaimed
+// chunk. Workers spin
 // briefly on the word (matmuls in a decode step arrive back to back) and then sleep on a condition
 // variable. Chunks are claimed by compare-and-swap on the whole word, so a late worker holding an
 // old generation can never claim a chunk of a newer job. The caller returns once every chunk is
@@ -32,6 +33,9 @@ namespace {
 constexpr int kSpinIterations = 2000;
 // Chunks per thread: more than one so faster threads pick up the work of slower ones.
 constexpr int64_t kChunksPerThread = 4;
+// The chunk count has 16 bits of the work word.
+constexpr int kMaxThreads = 4096;
+static_assert(kChunksPerThread * kMaxThreads < (1 << 16));
 
 // Set while a thread executes a job chunk, so nested parallel_for calls run inline instead of
 // deadlocking on the pool they are running in.
@@ -50,10 +54,15 @@ struct ThreadPool::Impl {
   // before all of the job's chunks are done.
   std::atomic<const Fn*> fn{nullptr};
   std::atomic<int64_t> n{0}, grain{1}, n_units{0}, n_chunks{0};
-  std::atomic<uint64_t> work{0};  // generation << 32 | next chunk index
-  std::atomic<int64_t> done{0};   // chunks finished in the current job
-  uint64_t last_generation = 0;   // caller side only, under call_mutex
-  std::exception_ptr error;       // first exception thrown by a chunk, guarded by error_mutex
+  // generation << 32 | chunk count << 16 | next chunk index. The count must live in the same word
+  // as the index: with a separate count, a worker holding the finished job's word could read the
+  // next job's larger count (written just before the word) and claim a chunk past the end of the
+  // finished job, running it with the next job's fields and counting it twice (seen as a rare hang
+  // in wait_all_done and a crash in the server).
+  std::atomic<uint64_t> work{0};
+  std::atomic<int64_t> done{0};  // chunks finished in the current job
+  uint64_t last_generation = 0;  // caller side only, under call_mutex
+  std::exception_ptr error;      // first exception thrown by a chunk, guarded by error_mutex
   std::mutex error_mutex;
 
   std::atomic<int> sleepers{0};
@@ -64,6 +73,8 @@ struct ThreadPool::Impl {
   std::mutex call_mutex;  // serialises parallel_for calls from different external threads
 
   static uint64_t generation_of(uint64_t w) { return w >> 32; }
+  static int64_t chunks_of(uint64_t w) { return static_cast<int64_t>((w >> 16) & 0xffffu); }
+  static int64_t next_chunk_of(uint64_t w) { return static_cast<int64_t>(w & 0xffffu); }
   void run_chunks(uint64_t gen);
   void run_one_chunk(int64_t c);
   void worker_loop();
@@ -95,9 +106,8 @@ void ThreadPool::Impl::run_chunks(uint64_t gen) {
   uint64_t w = work.load(std::memory_order_acquire);
   for (;;) {
     if (generation_of(w) != gen) return;
-    const int64_t c = static_cast<int64_t>(w & 0xffffffffu);
-    // A stale n_chunks (from a newer job) is harmless: the word changed too, so the CAS fails.
-    if (c >= n_chunks.load(std::memory_order_relaxed)) return;
+    const int64_t c = next_chunk_of(w);
+    if (c >= chunks_of(w)) return;  // this job's count, from the same word as the index
     if (work.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
                                    std::memory_order_acquire)) {
       run_one_chunk(c);
@@ -146,10 +156,10 @@ void ThreadPool::Impl::worker_loop() {
 }
 
 ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
-  if (n_threads < 0) {
+  if (n_threads < 0 || n_threads > kMaxThreads) {
     delete impl_;
-    throw std::invalid_argument("ThreadPool: thread count must be >= 0, got " +
-                                std::to_string(n_threads));
+    throw std::invalid_argument("ThreadPool: thread count must be in 0.." +
+                                std::to_string(kMaxThreads) + ", got " + std::to_string(n_threads));
   }
   if (n_threads == 0)
     n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -196,11 +206,13 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   s.n.store(n, std::memory_order_relaxed);
   s.grain.store(grain, std::memory_order_relaxed);
   s.n_units.store(n_units, std::memory_order_relaxed);
-  s.n_chunks.store(std::min(n_units, kChunksPerThread * s.n_threads), std::memory_order_relaxed);
+  const int64_t chunks = std::min(n_units, kChunksPerThread * s.n_threads);
+  s.n_chunks.store(chunks, std::memory_order_relaxed);
   s.done.store(0, std::memory_order_relaxed);
   s.error = nullptr;
   const uint64_t gen = ++s.last_generation;
-  s.work.store(gen << 32);  // seq_cst: publishes the job fields above
+  // seq_cst: publishes the job fields above.
+  s.work.store(gen << 32 | static_cast<uint64_t>(chunks) << 16);
   if (s.sleepers.load() > 0) {
     { std::lock_guard<std::mutex> lock(s.sleep_mutex); }  // a worker between check and wait sees it
     s.wake.notify_all();
