@@ -74,34 +74,6 @@ GEMMAX_AVX2 void gelu_tanh_gated_avx2(const float* gate, const float* up, int64_
   }
 }
 
-GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
-  if (n <= 0) return;
-  __m256 vmax = _mm256_set1_ps(-INFINITY);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
-  float max_v = -INFINITY;
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, vmax);
-  for (float v : lanes) max_v = std::fmax(max_v, v);
-  for (int64_t j = i; j < n; ++j) max_v = std::fmax(max_v, x[j]);
-  const __m256 m = _mm256_set1_ps(max_v);
-  __m256 vsum = _mm256_setzero_ps();
-  for (i = 0; i + 8 <= n; i += 8) {
-    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
-    _mm256_storeu_ps(x + i, e);
-    vsum = _mm256_add_ps(vsum, e);
-  }
-  float sum = hsum(vsum);
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - max_v);
-    sum += x[i];
-  }
-  const __m256 inv = _mm256_set1_ps(1.0f / sum);
-  for (i = 0; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-  for (; i < n; ++i) x[i] *= 1.0f / sum;
-}
-
 GEMMAX_AVX2 float exp_sub_sum_avx2(float* x, int64_t n, float shift) {
   const __m256 m = _mm256_set1_ps(shift);
   __m256 vsum = _mm256_setzero_ps();
@@ -117,6 +89,23 @@ GEMMAX_AVX2 float exp_sub_sum_avx2(float* x, int64_t n, float shift) {
     sum += x[i];
   }
   return sum;
+}
+
+GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
+  if (n <= 0) return;
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+  float max_v = -INFINITY;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  for (float v : lanes) max_v = std::fmax(max_v, v);
+  for (int64_t j = i; j < n; ++j) max_v = std::fmax(max_v, x[j]);
+  const float sum = exp_sub_sum_avx2(x, n, max_v);
+  const __m256 inv = _mm256_set1_ps(1.0f / sum);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+  for (; i < n; ++i) x[i] *= 1.0f / sum;
 }
 
 GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
