@@ -81,6 +81,17 @@ def table(a, rows):
                      f"{wb / 1e6:.1f} | {bound} |" if wb else
                      f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
                      f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} | - | - |")
+    lines += ["", "Memory and load time (same runs, medians): peak RSS in MiB (llama.cpp: the process's peak "
+              "minus what the Python interpreter held before loading the model) and load seconds.", "",
+              "| model | gemmax peak RSS MiB | llama.cpp peak RSS MiB | gemmax load s | llama.cpp load s |",
+              "|---|---|---|---|---|"]
+    for model, runs, _ in rows:
+        def med(name, field, scale=1.0):
+            s = stats(runs[name], field)
+            return "-" if s is None else f"{s[0] / scale:.{3 if scale == 1.0 else 0}f}"
+        lines.append(f"| {os.path.basename(model)} | {med('gemmax', 'peak_rss_bytes', 2**20)} | "
+                     f"{med('llama.cpp', 'peak_rss_bytes', 2**20)} | {med('gemmax', 'load_seconds')} | "
+                     f"{med('llama.cpp', 'load_seconds')} |")
     return "\n".join(lines)
 
 

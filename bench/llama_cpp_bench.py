@@ -9,6 +9,7 @@ ids; prints one JSON object with the medians.
 import argparse
 import json
 import random
+import resource
 import statistics
 import sys
 import time
@@ -46,6 +47,14 @@ def run_once(ctx, batch, n_vocab, prompt_tokens, gen_tokens, rng):
     return prefill, gen_tokens / (time.perf_counter() - start)
 
 
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True)
@@ -60,6 +69,7 @@ def main():
     quiet = L.llama_log_callback(lambda level, text, data: None)
     L.llama_log_set(quiet, None)
     L.llama_backend_init()
+    baseline_rss = rss_bytes()  # the Python interpreter and llama-cpp-python, before the model
     start = time.perf_counter()
     mp = L.llama_model_default_params()
     model = L.llama_model_load_from_file(a.model.encode(), mp)
@@ -86,6 +96,10 @@ def main():
         "prefill_runs": [r[0] for r in runs],
         "decode_runs": [r[1] for r in runs],
         "load_seconds": load_seconds,
+        # Peak RSS of the process minus what Python held before the model was loaded, so the
+        # figure compares with gemmax's (a C++ process without an interpreter).
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline_rss,
+        "interpreter_rss_bytes": baseline_rss,
     }))
     L.llama_batch_free(batch)
     L.llama_free(ctx)
