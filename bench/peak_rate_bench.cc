@@ -50,26 +50,23 @@ void report(benchmark::State& state, int macs_per_step) {
       benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kAvgThreads);
 }
 
-void bm_peak_int8(benchmark::State& state) {
+// One benchmark per chain kernel: `Chains` runs kSteps steps of `macs_per_step` each.
+template <auto Chains, int kMacsPerStep>
+void bm_peak(benchmark::State& state) {
   if (!gemmax::kernel_path_supported(gemmax::KernelPath::kAvx2)) {
     state.SkipWithError("no AVX2");
     return;
   }
-  for (auto _ : state) benchmark::DoNotOptimize(int8_chains(state.thread_index()));
-  report(state, 32);
+  for (auto _ : state) benchmark::DoNotOptimize(Chains(state.thread_index()));
+  report(state, kMacsPerStep);
 }
 
-void bm_peak_f32(benchmark::State& state) {
-  if (!gemmax::kernel_path_supported(gemmax::KernelPath::kAvx2)) {
-    state.SkipWithError("no AVX2");
-    return;
-  }
-  for (auto _ : state) benchmark::DoNotOptimize(f32_chains(state.thread_index()));
-  report(state, 8);
-}
-
-BENCHMARK(bm_peak_int8)->Name("peak/int8_maddubs")->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK(bm_peak_f32)->Name("peak/f32_fma")->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(bm_peak<int8_chains, 32>)
+    ->Name("peak/int8_maddubs")
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+BENCHMARK(bm_peak<f32_chains, 8>)->Name("peak/f32_fma")->Threads(1)->Threads(2)->UseRealTime();
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // matmul driver: operand checks, the plain reference, the portable scalar path and the dispatch to
-// the AVX2 row kernels (matmul_avx2.cc). Work is split over output rows; every row is read once per
-// call and reused for all tokens while it sits in L1, which is the token tiling that prefill needs.
+// the AVX2 row kernels (matmul_avx2.cc). Work is split over output rows (of one weight, or of
+// several that read the same x in matmul_fused); prefill blocks rows and tokens for the caches
+// (rows_tokens4).
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -100,7 +101,7 @@ struct Job {
   float* y;
   bool avx2;
   detail::RowKernel kernel;
-  const uint8_t* act;     // prepared activations (kernel.act != kF32)
+  const uint8_t* act;     // prepared activations (x itself when kernel.act is kF32)
   size_t act_stride;      // bytes between token rows of `act`
   int64_t row_bytes = 0;  // of w, computed once (TensorView::row() recomputes it per call)
   const uint8_t* weight_row(int64_t r) const {
@@ -123,22 +124,19 @@ void rows_dequantized(const Job& job, int64_t r0, int64_t r1) {
   }
 }
 
-// Token rows [t0, t1) of weight rows [r0, r1), one dot product per pair.
+// Token rows [t0, t1) of weight rows [r0, r1), one dot product per pair. job.act holds every
+// token's activations (x itself for f32-activation formats).
 void pairs_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t k = job.w->cols(), n_rows = job.w->rows();
-  const bool f32_act = job.kernel.act == detail::ActFormat::kF32;
-  if (job.kernel.rows != nullptr && !f32_act && t1 - t0 == 1) {  // decode: one GEMV call
+  if (job.kernel.rows != nullptr && t1 - t0 == 1) {  // decode: one GEMV call
     job.kernel.rows(job.weight_row(r0), static_cast<size_t>(job.row_bytes), r1 - r0,
                     job.act + t0 * job.act_stride, k, job.y + t0 * n_rows + r0);
     return;
   }
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = job.weight_row(r);
-    for (int64_t t = t0; t < t1; ++t) {
-      const void* a = f32_act ? static_cast<const void*>(job.x + t * k)
-                              : static_cast<const void*>(job.act + t * job.act_stride);
-      job.y[t * n_rows + r] = job.kernel.dot(wr, a, k);
-    }
+    for (int64_t t = t0; t < t1; ++t)
+      job.y[t * n_rows + r] = job.kernel.dot(wr, job.act + t * job.act_stride, k);
   }
 }
 

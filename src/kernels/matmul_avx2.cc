@@ -234,24 +234,7 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, const uint8_t* act, size_t a
   }
 }
 
-GEMMAX_AVX2 float row_f16(const uint8_t* w, const void* a, int64_t k) {
-  float out;
-  tile_half<false, 1>(w, static_cast<const uint8_t*>(a), 0, k, &out);
-  return out;
-}
-GEMMAX_AVX2 float row_bf16(const uint8_t* w, const void* a, int64_t k) {
-  float out;
-  tile_half<true, 1>(w, static_cast<const uint8_t*>(a), 0, k, &out);
-  return out;
-}
-GEMMAX_AVX2 void f16_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_half<false, 4>(w, a, s, k, o);
-}
-GEMMAX_AVX2 void bf16_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_half<true, 4>(w, a, s, k, o);
-}
-
-// ---- 32-element block formats with A8Block32 activations ----
+// ---- 32-element block formats: *_0 with A8Pair activations, *_1 with A8Block32 ----
 
 // The *_0 formats are processed two blocks at a time against A8Pair activations. Each format
 // provides load(b0, b1, lo, hi): elements 0-15 of both blocks in lo, 16-31 in hi (the A8Pair
@@ -344,31 +327,6 @@ GEMMAX_AVX2 inline void tile_pairs(const uint8_t* w, const uint8_t* act, size_t 
     pair_tile<F, T>(b0, b0, true, act, act_stride, p, acc);
   }
   for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
-}
-
-template <class F>
-GEMMAX_AVX2 void tokens4_pairs(const uint8_t* w, const uint8_t* act, size_t act_stride, int64_t k,
-                               float* out) {
-  tile_pairs<F, 4>(w, act, act_stride, k, out);
-}
-
-template <class F>
-GEMMAX_AVX2 float row_pairs(const uint8_t* w, const void* act, int64_t k) {
-  float out;
-  tile_pairs<F, 1>(w, static_cast<const uint8_t*>(act), 0, k, &out);
-  return out;
-}
-
-template <class F>
-GEMMAX_AVX2 void rows_pairs(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
-                            int64_t k, float* y) {
-  for (int64_t r = 0; r < n_rows; ++r)
-    tile_pairs<F, 1>(w + r * row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r);
-}
-
-template <class F>
-RowKernel pairs_kernel() {
-  return {ActFormat::kA8Pair, row_pairs<F>, tokens4_pairs<F>, rows_pairs<F>};
 }
 
 // *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
@@ -512,38 +470,34 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, const uint8_t* act, size_t a
   for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - offsets[t];
 }
 
-// Single-row, row-range and 4-token entry points of the K formats.
-template <void (*Tile1)(const uint8_t*, const uint8_t*, size_t, int64_t, float*)>
-GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
-                                int64_t k, float* y) {
-  for (int64_t r = 0; r < n_rows; ++r)
-    Tile1(w + r * row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r);
-}
+// ---- entry points ----
 
-template <void (*Tile1)(const uint8_t*, const uint8_t*, size_t, int64_t, float*)>
+// A format's single-token dot, row-range GEMV and 4-token prefill tile, all from its tile kernel
+// Tile<T>(w_row, act, act_stride, k, out) (T = 1 or 4), so they agree bit for bit.
+using TileFn = void (*)(const uint8_t*, const uint8_t*, size_t, int64_t, float*);
+
+template <TileFn Tile1>
 GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
   float out;
   Tile1(w, static_cast<const uint8_t*>(act), 0, k, &out);
   return out;
 }
 
-GEMMAX_AVX2 void q4_k_1(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_q45_k<false, 1>(w, a, s, k, o);
+template <TileFn Tile1>
+GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
+                                int64_t k, float* y) {
+  for (int64_t r = 0; r < n_rows; ++r)
+    Tile1(w + r * row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r);
 }
-GEMMAX_AVX2 void q4_k_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_q45_k<false, 4>(w, a, s, k, o);
+
+template <ActFormat A, TileFn Tile1, TileFn Tile4>
+RowKernel tiled_kernel() {
+  return {A, row_from_tile<Tile1>, Tile4, rows_from_tile<Tile1>};
 }
-GEMMAX_AVX2 void q5_k_1(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_q45_k<true, 1>(w, a, s, k, o);
-}
-GEMMAX_AVX2 void q5_k_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_q45_k<true, 4>(w, a, s, k, o);
-}
-GEMMAX_AVX2 void q6_k_1(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_q6_k<1>(w, a, s, k, o);
-}
-GEMMAX_AVX2 void q6_k_4(const uint8_t* w, const uint8_t* a, size_t s, int64_t k, float* o) {
-  tile_q6_k<4>(w, a, s, k, o);
+
+template <class F>
+RowKernel pairs_kernel() {
+  return tiled_kernel<ActFormat::kA8Pair, tile_pairs<F, 1>, tile_pairs<F, 4>>();
 }
 
 }  // namespace
@@ -555,9 +509,9 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
     case DType::kF16:
-      return {ActFormat::kF32, row_f16, f16_4};
+      return tiled_kernel<ActFormat::kF32, tile_half<false, 1>, tile_half<false, 4>>();
     case DType::kBF16:
-      return {ActFormat::kF32, row_bf16, bf16_4};
+      return tiled_kernel<ActFormat::kF32, tile_half<true, 1>, tile_half<true, 4>>();
     case DType::kQ4_0:
       return pairs_kernel<Q4_0>();
     case DType::kQ4_1:
@@ -569,11 +523,11 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kQ8_0:
       return pairs_kernel<Q8_0>();
     case DType::kQ4_K:
-      return {ActFormat::kA8x256, row_from_tile<q4_k_1>, q4_k_4, rows_from_tile<q4_k_1>};
+      return tiled_kernel<ActFormat::kA8x256, tile_q45_k<false, 1>, tile_q45_k<false, 4>>();
     case DType::kQ5_K:
-      return {ActFormat::kA8x256, row_from_tile<q5_k_1>, q5_k_4, rows_from_tile<q5_k_1>};
+      return tiled_kernel<ActFormat::kA8x256, tile_q45_k<true, 1>, tile_q45_k<true, 4>>();
     case DType::kQ6_K:
-      return {ActFormat::kA8x256, row_from_tile<q6_k_1>, q6_k_4, rows_from_tile<q6_k_1>};
+      return tiled_kernel<ActFormat::kA8x256, tile_q6_k<1>, tile_q6_k<4>>();
     default:
       return {};  // Q2_K/Q3_K: dequantize per row + avx2_dot_f32
   }

@@ -1,11 +1,10 @@
 // Persistent worker pool. A call publishes one job (function, range, chunking) by storing a new
 // generation into the `work` word, which also holds the job's chunk count and the next unclaimed
-// chunk. Workers spin
-// briefly on the word (matmuls in a decode step arrive back to back) and then sleep on a condition
-// variable. Chunks are claimed by compare-and-swap on the whole word, so a late worker holding an
-// old generation can never claim a chunk of a newer job. The caller returns once every chunk is
-// *done*; it never waits for a worker that did not wake up in time (on an oversubscribed machine it
-// just does the work), and no allocation happens per call.
+// chunk. Workers spin briefly on the word (matmuls in a decode step arrive back to back) and then
+// sleep on a condition variable. Chunks are claimed by compare-and-swap on the whole word, so a
+// late worker holding an old generation can never claim a chunk of a newer job. The caller returns
+// once every chunk is *done*; it never waits for a worker that did not wake up in time (on an
+// oversubscribed machine it just does the work), and no allocation happens per call.
 #include "kernels/thread_pool.h"
 
 #include <algorithm>
@@ -162,7 +161,8 @@ ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
                                 std::to_string(kMaxThreads) + ", got " + std::to_string(n_threads));
   }
   if (n_threads == 0)
-    n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    n_threads = static_cast<int>(
+        std::clamp(std::thread::hardware_concurrency(), 1u, static_cast<unsigned>(kMaxThreads)));
   impl_->n_threads = n_threads;
   try {
     impl_->workers.reserve(n_threads - 1);
