@@ -241,44 +241,48 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, const uint8_t* act, size_t a
 // order). Q4_0 and Q5_0 load their unsigned codes (value + 8 or + 16) and subtract kOffset times
 // the activation sums in int32, exactly; Q8_0 is signed and uses the sign trick instead (maddubs
 // needs one unsigned operand, and Q8_0 + 128 would overflow its int16 pair sums).
+// 16 bytes from p0 in the low half of a register, 16 from p1 in the high half.
+GEMMAX_AVX2 inline __m256i load_halves(const uint8_t* p0, const uint8_t* p1) {
+  return _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
+}
+
+// The nibbles of two Q4_0/Q5_0-style blocks (element j in the low nibble of byte j, j + 16 in the
+// high one) in the A8Pair order.
+GEMMAX_AVX2 inline void load_nibble_pair(const uint8_t* qs0, const uint8_t* qs1, __m256i& lo,
+                                         __m256i& hi) {
+  const __m256i v = load_halves(qs0, qs1), low4 = _mm256_set1_epi8(0x0f);
+  lo = _mm256_and_si256(v, low4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+}
+
 struct Q4_0 {
   static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 3;
   static constexpr bool kSigned = false;
   GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-    const __m256i v = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + q4_0::kQs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + q4_0::kQs)), 1);
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    lo = _mm256_and_si256(v, low4);
-    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    load_nibble_pair(b0 + q4_0::kQs, b1 + q4_0::kQs, lo, hi);
   }
 };
 struct Q5_0 {
   static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 4;
   static constexpr bool kSigned = false;
   GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-    const __m256i v = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + q5_0::kQs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + q5_0::kQs)), 1);
-    const __m256i low4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+    load_nibble_pair(b0 + q5_0::kQs, b1 + q5_0::kQs, lo, hi);
     // Fifth bits of elements 0-15 of both blocks, then of elements 16-31.
     const uint32_t h0 = load_u32(b0 + q5_0::kQh), h1 = load_u32(b1 + q5_0::kQh);
     const uint32_t bits_lo = (h0 & 0xffffu) | (h1 << 16), bits_hi = (h0 >> 16) | (h1 & 0xffff0000u);
-    lo = _mm256_or_si256(_mm256_and_si256(v, low4), _mm256_and_si256(expand_bits(bits_lo), bit4));
-    hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
-                         _mm256_and_si256(expand_bits(bits_hi), bit4));
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    lo = _mm256_or_si256(lo, _mm256_and_si256(expand_bits(bits_lo), bit4));
+    hi = _mm256_or_si256(hi, _mm256_and_si256(expand_bits(bits_hi), bit4));
   }
 };
 struct Q8_0 {
   static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD, kOffsetShift = 0;
   static constexpr bool kSigned = true;
   GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-    auto half = [](const uint8_t* p)
-                    GEMMAX_AVX2 { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
-    lo = _mm256_inserti128_si256(_mm256_castsi128_si256(half(b0 + q8_0::kQs)), half(b1 + q8_0::kQs),
-                                 1);
-    hi = _mm256_inserti128_si256(_mm256_castsi128_si256(half(b0 + q8_0::kQs + 16)),
-                                 half(b1 + q8_0::kQs + 16), 1);
+    lo = load_halves(b0 + q8_0::kQs, b1 + q8_0::kQs);
+    hi = load_halves(b0 + q8_0::kQs + 16, b1 + q8_0::kQs + 16);
   }
 };
 
