@@ -104,10 +104,11 @@ void register_all() {
           [=](benchmark::State& st) { bm_matmul(st, DType::kQ8_0, lm_head, path, threads, 1); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
-      // Prefill of 64 tokens through the formats the 270M model uses.
-      const std::pair<DType, Shape> prefill[] = {{DType::kQ5_0, layer_shapes[1]},
-                                                 {DType::kQ4_K, layer_shapes[2]},
-                                                 {DType::kQ6_K, layer_shapes[2]}};
+      // Prefill of 64 tokens through the formats the 270M models use.
+      const std::pair<DType, Shape> prefill[] = {
+          {DType::kQ5_0, layer_shapes[1]}, {DType::kQ4_K, layer_shapes[2]},
+          {DType::kQ6_K, layer_shapes[2]}, {DType::kQ4_0, layer_shapes[1]},
+          {DType::kQ8_0, layer_shapes[1]}, {DType::kBF16, layer_shapes[1]}};
       for (const auto& [t, s] : prefill) {
         benchmark::RegisterBenchmark(
             ("prefill64/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),

@@ -1,7 +1,7 @@
 // matmul driver: operand checks, the plain reference, the portable scalar path and the dispatch to
 // the AVX2 row kernels (matmul_avx2.cc). Work is split over output rows (of one weight, or of
 // several that read the same x in matmul_fused); prefill blocks rows and tokens for the caches
-// (rows_tokens4).
+// (rows_tiled).
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -124,57 +124,71 @@ void rows_dequantized(const Job& job, int64_t r0, int64_t r1) {
   }
 }
 
-// Token rows [t0, t1) of weight rows [r0, r1), one dot product per pair. job.act holds every
-// token's activations (x itself for f32-activation formats).
-void pairs_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+// Token rows [t0, t1) of weight rows [r0, r1) one token at a time: a GEMV per token when the
+// format has one (decode, and prefill tokens left over from the tiles), else a dot per pair.
+// job.act holds every token's activations (x itself for f32-activation formats).
+void tokens_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const int64_t k = job.w->cols(), n_rows = job.w->rows();
-  if (job.kernel.rows != nullptr && t1 - t0 == 1) {  // decode: one GEMV call
-    job.kernel.rows(job.weight_row(r0), static_cast<size_t>(job.row_bytes), r1 - r0,
-                    job.act + t0 * job.act_stride, k, job.y + t0 * n_rows + r0);
-    return;
-  }
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* wr = job.weight_row(r);
-    for (int64_t t = t0; t < t1; ++t)
-      job.y[t * n_rows + r] = job.kernel.dot(wr, job.act + t * job.act_stride, k);
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint8_t* act = job.act + t * job.act_stride;
+    if (job.kernel.rows != nullptr) {
+      job.kernel.rows(job.weight_row(r0), static_cast<size_t>(job.row_bytes), r1 - r0, act, k,
+                      job.y + t * n_rows + r0);
+    } else {
+      for (int64_t r = r0; r < r1; ++r)
+        job.y[t * n_rows + r] = job.kernel.dot(job.weight_row(r), act, k);
+    }
   }
 }
 
-// Prefill: each weight row is unpacked once per 4 tokens; leftover tokens go through the
-// single-pair kernel. Two levels of blocking: the row range is cut into pieces whose weights fit
-// the L2 cache, and tokens into blocks whose prepared activations fit L1; every row of a piece
-// passes over one token block before the next. Weights are then read from memory once per call
-// (without the row pieces, a 16 MB BF16 matrix was re-streamed from DRAM for every token block)
-// and activations come from L1, instead of every token's activations coming from L2 for every row.
-void rows_tokens4(const Job& job, int64_t r0, int64_t r1) {
+// One tile call: `n_r` rows from r (tile_rows, or 1 with tokens_1row) x tile_tokens tokens from t.
+void run_tile(const Job& job, int64_t r, int n_r, int64_t t) {
+  const detail::RowKernel& kn = job.kernel;
+  const int64_t k = job.w->cols(), n_rows = job.w->rows();
+  float out[detail::kMaxTileRows * detail::kMaxTileTokens];
+  const detail::TokensFn fn = n_r == kn.tile_rows ? kn.tokens : kn.tokens_1row;
+  fn(job.weight_row(r), static_cast<size_t>(job.row_bytes), job.act + t * job.act_stride,
+     job.act_stride, k, out);
+  for (int i = 0; i < n_r; ++i)
+    for (int j = 0; j < kn.tile_tokens; ++j)
+      job.y[(t + j) * n_rows + r + i] = out[i * kn.tile_tokens + j];
+}
+
+// Prefill: each tile unpacks its weight rows once for tile_tokens tokens (and, for 16-bit weights,
+// loads each activation once for tile_rows rows); leftover tokens go through tokens_single. Two
+// levels of blocking: the row range is cut into pieces whose weights fit the L2 cache, and tokens
+// into blocks whose prepared activations fit L1; every row of a piece passes over one token block
+// before the next. Weights are then read from memory once per call (without the row pieces, a 16
+// MB BF16 matrix was re-streamed from DRAM for every token block) and activations come from L1,
+// instead of every token's activations coming from L2 for every row.
+void rows_tiled(const Job& job, int64_t r0, int64_t r1) {
   constexpr size_t kL1ActBytes = 24 << 10, kL2WeightBytes = 256 << 10;
-  const int64_t k = job.w->cols(), n_rows = job.w->rows(), n_tok = job.n_tokens;
-  const int64_t full = n_tok / 4 * 4;
+  const int64_t n_tok = job.n_tokens;
+  const int tile = job.kernel.tile_tokens, tile_rows = job.kernel.tile_rows;
+  const int64_t full = n_tok / tile * tile;
   const int64_t block =
-      std::max<int64_t>(4, static_cast<int64_t>(kL1ActBytes / job.act_stride) / 4 * 4);
-  const int64_t piece = std::max<int64_t>(1, static_cast<int64_t>(kL2WeightBytes) / job.row_bytes);
+      std::max<int64_t>(tile, static_cast<int64_t>(kL1ActBytes / job.act_stride) / tile * tile);
+  const int64_t piece = std::max<int64_t>(
+      tile_rows, static_cast<int64_t>(kL2WeightBytes) / job.row_bytes / tile_rows * tile_rows);
   for (int64_t p0 = r0; p0 < r1; p0 += piece) {
     const int64_t p1 = std::min(r1, p0 + piece);
     for (int64_t t0 = 0; t0 < full; t0 += block) {
       const int64_t t1 = std::min(full, t0 + block);
-      for (int64_t r = p0; r < p1; ++r) {
-        const uint8_t* wr = job.weight_row(r);
-        for (int64_t t = t0; t < t1; t += 4) {
-          float out[4];
-          job.kernel.tokens4(wr, job.act + t * job.act_stride, job.act_stride, k, out);
-          for (int j = 0; j < 4; ++j) job.y[(t + j) * n_rows + r] = out[j];
-        }
-      }
+      int64_t r = p0;
+      for (; r + tile_rows <= p1; r += tile_rows)
+        for (int64_t t = t0; t < t1; t += tile) run_tile(job, r, tile_rows, t);
+      for (; r < p1; ++r)
+        for (int64_t t = t0; t < t1; t += tile) run_tile(job, r, 1, t);
     }
   }
-  pairs_single(job, r0, r1, full, n_tok);
+  tokens_single(job, r0, r1, full, n_tok);
 }
 
 void rows_kernel(const Job& job, int64_t r0, int64_t r1) {
-  if (job.n_tokens >= 4 && job.kernel.tokens4 != nullptr) {
-    rows_tokens4(job, r0, r1);
+  if (job.kernel.tokens != nullptr && job.n_tokens >= job.kernel.tile_tokens) {
+    rows_tiled(job, r0, r1);
   } else {
-    pairs_single(job, r0, r1, 0, job.n_tokens);
+    tokens_single(job, r0, r1, 0, job.n_tokens);
   }
 }
 

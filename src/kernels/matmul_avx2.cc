@@ -90,7 +90,7 @@ GEMMAX_AVX2 void quantize_a8pair(const float* x, int64_t k, A8Pair* out) {
       pr.d[l] = d[l / 4];
       int sum = 0;
       for (int i = 0; i < 4; ++i) sum += pr.q_lo[4 * l + i] + pr.q_hi[4 * l + i];
-      pr.sums[l] = sum;
+      pr.sums16[l] = 16 * sum;
     }
   }
 }
@@ -198,39 +198,43 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
   return kBf16 ? load8_bf16(p) : load8_f16(p);
 }
 
-// 16-bit weights x T tokens of f32 activations: each 8 weights are converted once in registers and
-// used by the T tokens (prefill); two accumulators per token hide the FMA latency. Every token
-// sees the same operations in the same order for any T.
-template <bool kBf16, int T>
-GEMMAX_AVX2 inline void tile_half(const uint8_t* w, const uint8_t* act, size_t act_stride,
-                                  int64_t k, float* out) {
+// 16-bit weights: R rows (row_bytes apart) x T tokens of f32 activations, out[r * T + t]. Each
+// 8 weights are converted once in registers and used by the T tokens, each 8 activations are
+// loaded once for the R rows; one accumulator per (row, token), so every pair sees the same
+// operations in the same order for any R and T (decode: 4 rows x 1 token; prefill: 2 x 6, 12
+// accumulators, enough independent FMA chains to keep both FMA pipes busy).
+template <bool kBf16, int R, int T>
+GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint8_t* act,
+                                  size_t act_stride, int64_t k, float* out) {
   const float* x[T];
-  __m256 acc0[T], acc1[T];
-  for (int t = 0; t < T; ++t) {
-    x[t] = reinterpret_cast<const float*>(act + t * act_stride);
-    acc0[t] = acc1[t] = _mm256_setzero_ps();
-  }
+  __m256 acc[R][T];
+  for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * act_stride);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    if (i % 32 == 0) prefetch_ahead(w + 2 * i);  // one 64-byte line per 32 weights
-    const __m256 w0 = load8_half<kBf16>(w + 2 * i), w1 = load8_half<kBf16>(w + 2 * i + 16);
-    for (int t = 0; t < T; ++t) {
-      acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), acc0[t]);
-      acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + i + 8), acc1[t]);
-    }
-  }
   for (; i + 8 <= k; i += 8) {
-    const __m256 w0 = load8_half<kBf16>(w + 2 * i);
-    for (int t = 0; t < T; ++t) acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), acc0[t]);
-  }
-  for (int t = 0; t < T; ++t) {
-    float s = hsum(_mm256_add_ps(acc0[t], acc1[t]));
-    for (int64_t j = i; j < k; ++j) {
-      uint16_t h;
-      std::memcpy(&h, w + 2 * j, 2);
-      s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[t][j];
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* wr = w + r * row_bytes + 2 * i;
+      if (i % 32 == 0) prefetch_ahead(wr);  // one 64-byte line per 32 weights
+      wv[r] = load8_half<kBf16>(wr);
     }
-    out[t] = s;
+    for (int t = 0; t < T; ++t) {
+      __m256 xv = _mm256_loadu_ps(x[t] + i);
+      if constexpr (R > 1) asm("" : "+x"(xv));  // load once for the R rows, not once per FMA
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float s = hsum(acc[r][t]);
+      for (int64_t j = i; j < k; ++j) {
+        uint16_t h;
+        std::memcpy(&h, w + r * row_bytes + 2 * j, 2);
+        s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[t][j];
+      }
+      out[r * T + t] = s;
+    }
   }
 }
 
@@ -238,9 +242,10 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, const uint8_t* act, size_t a
 
 // The *_0 formats are processed two blocks at a time against A8Pair activations. Each format
 // provides load(b0, b1, lo, hi): elements 0-15 of both blocks in lo, 16-31 in hi (the A8Pair
-// order). Q4_0 and Q5_0 load their unsigned codes (value + 8 or + 16) and subtract kOffset times
-// the activation sums in int32, exactly; Q8_0 is signed and uses the sign trick instead (maddubs
-// needs one unsigned operand, and Q8_0 + 128 would overflow its int16 pair sums).
+// order). Q4_0 and Q5_0 load their unsigned codes (value + 8 or + 16) and subtract the offset
+// times the activation sums in int32, exactly (A8Pair::sums16, shifted right by kOffsetShift);
+// Q8_0 is signed and uses the sign trick instead (maddubs needs one unsigned operand, and Q8_0 +
+// 128 would overflow its int16 pair sums).
 // 16 bytes from p0 in the low half of a register, 16 from p1 in the high half.
 GEMMAX_AVX2 inline __m256i load_halves(const uint8_t* p0, const uint8_t* p1) {
   return _mm256_inserti128_si256(
@@ -258,14 +263,14 @@ GEMMAX_AVX2 inline void load_nibble_pair(const uint8_t* qs0, const uint8_t* qs1,
 }
 
 struct Q4_0 {
-  static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 3;
+  static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 1;
   static constexpr bool kSigned = false;
   GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
     load_nibble_pair(b0 + q4_0::kQs, b1 + q4_0::kQs, lo, hi);
   }
 };
 struct Q5_0 {
-  static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 4;
+  static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 0;
   static constexpr bool kSigned = false;
   GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
     load_nibble_pair(b0 + q5_0::kQs, b1 + q5_0::kQs, lo, hi);
@@ -289,6 +294,9 @@ struct Q8_0 {
 // One pair of weight blocks x T tokens: the weights are unpacked once, then for each token
 // acc[t] += (int32 dot per lane - offset) * (weight scale * activation scale) per lane. `single`
 // marks an odd last block (b1 == b0 is read but its lanes get scale 0 and zero activations).
+// Unsigned codes (Q4_0 <= 15, Q5_0 <= 31) add the int16 pair sums of both halves before widening:
+// |sum| <= 2 * 2 * 31 * 127 = 15748 < 32767, so it is exact and saves a widening multiply per
+// token; Q8_0's pair sums (up to 2 * 128 * 127) must be widened separately.
 template <class F, int T>
 GEMMAX_AVX2 inline void pair_tile(const uint8_t* b0, const uint8_t* b1, bool single,
                                   const uint8_t* act, size_t act_stride, int64_t p, __m256* acc) {
@@ -303,10 +311,17 @@ GEMMAX_AVX2 inline void pair_tile(const uint8_t* b0, const uint8_t* b1, bool sin
     const A8Pair& a = reinterpret_cast<const A8Pair*>(act + t * act_stride)[p];
     __m256i alo = loadu(a.q_lo), ahi = loadu(a.q_hi);
     if constexpr (F::kSigned) alo = _mm256_sign_epi8(alo, lo), ahi = _mm256_sign_epi8(ahi, hi);
-    __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, alo), ones),
-                                   _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, ahi), ones));
-    if constexpr (!F::kSigned)
-      dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(loadu(a.sums), F::kOffsetShift));
+    __m256i dot;
+    if constexpr (F::kSigned) {
+      dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, alo), ones),
+                             _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, ahi), ones));
+    } else {
+      const __m256i pairs =
+          _mm256_add_epi16(_mm256_maddubs_epi16(ulo, alo), _mm256_maddubs_epi16(uhi, ahi));
+      __m256i offset = loadu(a.sums16);
+      if constexpr (F::kOffsetShift > 0) offset = _mm256_srai_epi32(offset, F::kOffsetShift);
+      dot = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones), offset);
+    }
     acc[t] =
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
   }
@@ -315,8 +330,8 @@ GEMMAX_AVX2 inline void pair_tile(const uint8_t* b0, const uint8_t* b1, bool sin
 // One weight row x T tokens (T = 1: decode; 4: prefill). Every token sees the same operations in
 // the same order for any T, so a token's result does not depend on its batch.
 template <class F, int T>
-GEMMAX_AVX2 inline void tile_pairs(const uint8_t* w, const uint8_t* act, size_t act_stride,
-                                   int64_t k, float* out) {
+GEMMAX_AVX2 inline void tile_pairs(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
+                                   size_t act_stride, int64_t k, float* out) {
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t nb = k / kQK;
@@ -363,15 +378,32 @@ GEMMAX_AVX2 float row_q5_1(const uint8_t* w, const void* act, int64_t k) {
 
 // ---- K formats with A8Block256 activations ----
 
-// Sum over the 8 sub-blocks of 32 of min_j * sum(qx in sub-block j).
-inline int k_mins_dot(const uint8_t* scales, const int16_t* bsums) {
-  int s = 0;
-  for (int j = 0; j < 8; ++j) {
-    int sc, m;
-    k_scale_min(j, scales, &sc, &m);
-    s += m * (bsums[2 * j] + bsums[2 * j + 1]);
-  }
-  return s;
+// The eight 6-bit scales and mins of a Q4_K/Q5_K block, unpacked from their 12 bytes with word
+// operations (the same rule as quant::k_scale_min): per row and block instead of per sub-block
+// and token. `mins` holds min_j twice, as int16, at lanes 2j and 2j+1, to multiply the
+// activations' 16-element sums (A8Block256::bsums) pairwise.
+struct KScales {
+  uint8_t sc[8];
+  __m256i mins;
+};
+
+GEMMAX_AVX2 inline KScales unpack_k_scales(const uint8_t* q) {
+  const uint32_t a = load_u32(q), b = load_u32(q + 4), c = load_u32(q + 8);
+  const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
+  KScales k;
+  std::memcpy(k.sc, &sc_lo, 4);
+  std::memcpy(k.sc + 4, &sc_hi, 4);
+  const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
+  const __m128i twice = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  k.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m8, twice));
+  return k;
+}
+
+// sum over the 16 groups of 16 of w16[g] * bsums[g], exactly in int32 (|sum| < 2^24).
+GEMMAX_AVX2 inline int weighted_bsums(__m256i w16, const int16_t* bsums) {
+  return hsum_epi32(_mm256_madd_epi16(w16, loadu(bsums)));
 }
 
 // Q4_K/Q5_K: sum over sub-blocks j of (d*sc_j * sum(q*qx) - dmin*m_j * sum(qx)) * dx. The int16
@@ -379,8 +411,8 @@ inline int k_mins_dot(const uint8_t* scales, const int16_t* bsums) {
 // (int32). T tokens share each unpacked weight block (prefill); every token sees the same
 // operations in the same order for any T.
 template <bool kFifthBit, int T>
-GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, const uint8_t* act, size_t act_stride,
-                                   int64_t k, float* out) {
+GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
+                                   size_t act_stride, int64_t k, float* out) {
   constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
   constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
   const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
@@ -389,7 +421,7 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, const uint8_t* act, size_t 
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), mins[t] = 0.0f;
   for (int64_t b = 0; b < k / kQKK; ++b, w += kBytes) {
     prefetch_ahead(w, kBytes);
-    const uint8_t* scales = w + q4_k::kScales;  // same offset in Q5_K
+    const KScales ks = unpack_k_scales(w + q4_k::kScales);  // same offset in Q5_K
     const A8Block256* a[T];
     __m256i isum[T];
     for (int t = 0; t < T; ++t) {
@@ -407,11 +439,8 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, const uint8_t* act, size_t 
         hi = _mm256_or_si256(
             hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
       }
-      int sc_lo, sc_hi, m;
-      k_scale_min(2 * c, scales, &sc_lo, &m);
-      k_scale_min(2 * c + 1, scales, &sc_hi, &m);
-      const __m256i s_lo = _mm256_set1_epi16(static_cast<short>(sc_lo));
-      const __m256i s_hi = _mm256_set1_epi16(static_cast<short>(sc_hi));
+      const __m256i s_lo = _mm256_set1_epi16(ks.sc[2 * c]);
+      const __m256i s_hi = _mm256_set1_epi16(ks.sc[2 * c + 1]);
       for (int t = 0; t < T; ++t) {
         const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu(a[t]->q + 64 * c));
         const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu(a[t]->q + 64 * c + 32));
@@ -422,7 +451,7 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, const uint8_t* act, size_t 
     const float dw = f16(w + q4_k::kD), dmin = f16(w + q4_k::kDmin);
     for (int t = 0; t < T; ++t) {
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[t]->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-      mins[t] += dmin * a[t]->d * static_cast<float>(k_mins_dot(scales, a[t]->bsums));
+      mins[t] += dmin * a[t]->d * static_cast<float>(weighted_bsums(ks.mins, a[t]->bsums));
     }
   }
   for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - mins[t];
@@ -431,8 +460,8 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, const uint8_t* act, size_t 
 // Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
 // sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16. T tokens as above.
 template <int T>
-GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, const uint8_t* act, size_t act_stride,
-                                  int64_t k, float* out) {
+GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
+                                  size_t act_stride, int64_t k, float* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
   __m256 acc[T];
   float offsets[T];
@@ -463,9 +492,10 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, const uint8_t* act, size_t a
       }
     }
     const float dw = f16(w + q6_k::kD);
+    const __m256i sc16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     for (int t = 0; t < T; ++t) {
-      int off = 0;
-      for (int g = 0; g < 16; ++g) off += sc[g] * a[t]->bsums[g];
+      const int off = weighted_bsums(sc16, a[t]->bsums);
       const float d = dw * a[t]->d;
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
       offsets[t] += d * static_cast<float>(32 * off);
@@ -476,32 +506,52 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, const uint8_t* act, size_t a
 
 // ---- entry points ----
 
-// A format's single-token dot, row-range GEMV and 4-token prefill tile, all from its tile kernel
-// Tile<T>(w_row, act, act_stride, k, out) (T = 1 or 4), so they agree bit for bit.
-using TileFn = void (*)(const uint8_t*, const uint8_t*, size_t, int64_t, float*);
+// A format's single-token dot, row-range GEMV and prefill tiles, all from its tile kernel
+// Tile<R, T>(w, row_bytes, act, act_stride, k, out): R weight rows x T tokens, out[r * T + t].
+// Every (row, token) pair goes through the same operations whatever R and T are, so they agree bit
+// for bit.
+using TileFn = void (*)(const uint8_t*, size_t, const uint8_t*, size_t, int64_t, float*);
 
-template <TileFn Tile1>
+template <TileFn Tile11>
 GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
   float out;
-  Tile1(w, static_cast<const uint8_t*>(act), 0, k, &out);
+  Tile11(w, 0, static_cast<const uint8_t*>(act), 0, k, &out);
   return out;
 }
 
-template <TileFn Tile1>
+// GEMV: D rows at a time (TileD1), then the leftover rows one by one.
+template <TileFn TileD1, int D, TileFn Tile11>
 GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                                 int64_t k, float* y) {
-  for (int64_t r = 0; r < n_rows; ++r)
-    Tile1(w + r * row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r);
+  const auto* a = static_cast<const uint8_t*>(act);
+  int64_t r = 0;
+  for (; r + D <= n_rows; r += D) TileD1(w + r * row_bytes, row_bytes, a, 0, k, y + r);
+  for (; r < n_rows; ++r) Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r);
 }
 
-template <ActFormat A, TileFn Tile1, TileFn Tile4>
+// Decode: D rows x 1 token; prefill: R rows x N tokens, and 1 row x N for leftover rows.
+template <ActFormat A, int D, int R, int N, TileFn Tile11, TileFn TileD1, TileFn Tile1N,
+          TileFn TileRN>
 RowKernel tiled_kernel() {
-  return {A, row_from_tile<Tile1>, Tile4, rows_from_tile<Tile1>};
+  static_assert(N > 1 && N <= kMaxTileTokens && R >= 1 && R <= kMaxTileRows);
+  return {A, row_from_tile<Tile11>, TileRN, Tile1N, R, N, rows_from_tile<TileD1, D, Tile11>};
+}
+
+// One-row tiles (the integer formats: their unpacking is shared over tokens, not rows).
+template <ActFormat A, int N, TileFn Tile1, TileFn TileN>
+RowKernel row_tiled_kernel() {
+  return tiled_kernel<A, 1, 1, N, Tile1, Tile1, TileN, TileN>();
 }
 
 template <class F>
 RowKernel pairs_kernel() {
-  return tiled_kernel<ActFormat::kA8Pair, tile_pairs<F, 1>, tile_pairs<F, 4>>();
+  return row_tiled_kernel<ActFormat::kA8Pair, 8, tile_pairs<F, 1>, tile_pairs<F, 8>>();
+}
+
+template <bool kBf16>
+RowKernel half_kernel() {
+  return tiled_kernel<ActFormat::kF32, 4, 2, 6, tile_half<kBf16, 1, 1>, tile_half<kBf16, 4, 1>,
+                      tile_half<kBf16, 1, 6>, tile_half<kBf16, 2, 6>>();
 }
 
 }  // namespace
@@ -513,9 +563,9 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
     case DType::kF16:
-      return tiled_kernel<ActFormat::kF32, tile_half<false, 1>, tile_half<false, 4>>();
+      return half_kernel<false>();
     case DType::kBF16:
-      return tiled_kernel<ActFormat::kF32, tile_half<true, 1>, tile_half<true, 4>>();
+      return half_kernel<true>();
     case DType::kQ4_0:
       return pairs_kernel<Q4_0>();
     case DType::kQ4_1:
@@ -527,11 +577,11 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kQ8_0:
       return pairs_kernel<Q8_0>();
     case DType::kQ4_K:
-      return tiled_kernel<ActFormat::kA8x256, tile_q45_k<false, 1>, tile_q45_k<false, 4>>();
+      return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<false, 1>, tile_q45_k<false, 8>>();
     case DType::kQ5_K:
-      return tiled_kernel<ActFormat::kA8x256, tile_q45_k<true, 1>, tile_q45_k<true, 4>>();
+      return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<true, 1>, tile_q45_k<true, 8>>();
     case DType::kQ6_K:
-      return tiled_kernel<ActFormat::kA8x256, tile_q6_k<1>, tile_q6_k<4>>();
+      return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q6_k<1>, tile_q6_k<8>>();
     default:
       return {};  // Q2_K/Q3_K: dequantize per row + avx2_dot_f32
   }

@@ -26,14 +26,15 @@ struct A8Block256 {
 // Two 32-element blocks, laid out the way the *_0 kernels unpack two weight blocks into registers:
 // q_lo holds elements 0-15 of both blocks, q_hi elements 16-31. After maddubs + madd, int32 lane l
 // of a product belongs to block l / 4, so one convert and one FMA serve both blocks, with the
-// block scales spread over the lanes in d. sums[l] is the sum of the 8 activation values that
-// lane l multiplies (the term the unsigned Q4_0/Q5_0 weights' offset of 8 or 16 multiplies). An odd
-// last block is paired with a zero block (d = 0, q = 0).
+// block scales spread over the lanes in d. sums16[l] is 16 times the sum of the 8 activation
+// values that lane l multiplies: the term the unsigned Q5_0 weights' offset of 16 multiplies,
+// ready to subtract (Q4_0's offset of 8 halves it). An odd last block is paired with a zero block
+// (d = 0, q = 0).
 struct A8Pair {
-  float d[8];       // d of block 0 in lanes 0-3, of block 1 in lanes 4-7
-  int32_t sums[8];  // per lane: sum of its q_lo and q_hi bytes
-  int8_t q_lo[32];  // block 0 elements 0-15, block 1 elements 0-15
-  int8_t q_hi[32];  // block 0 elements 16-31, block 1 elements 16-31
+  float d[8];         // d of block 0 in lanes 0-3, of block 1 in lanes 4-7
+  int32_t sums16[8];  // per lane: 16 * (sum of its q_lo and q_hi bytes)
+  int8_t q_lo[32];    // block 0 elements 0-15, block 1 elements 0-15
+  int8_t q_hi[32];    // block 0 elements 16-31, block 1 elements 16-31
 };
 
 enum class ActFormat { kF32, kA8x32, kA8x256, kA8Pair };
@@ -41,10 +42,11 @@ enum class ActFormat { kF32, kA8x32, kA8x256, kA8Pair };
 // Dot product of one weight row (k elements in its block format) with one prepared activation row.
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);
 
-// One weight row x 4 prepared activation rows (act_stride bytes apart): out[t] = the RowDotFn of
-// the row and token t, bit for bit.
-using Tokens4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, size_t act_stride, int64_t k,
-                           float* out);
+// RowKernel::tile_rows weight rows (row_bytes apart) x RowKernel::tile_tokens prepared activation
+// rows (act_stride bytes apart): out[r * tile_tokens + t] = the RowDotFn of row r and token t, bit
+// for bit.
+using TokensFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t* act, size_t act_stride,
+                          int64_t k, float* out);
 
 // n_rows consecutive weight rows (row_bytes apart) x one prepared activation row: y[r] = the
 // RowDotFn of row r, bit for bit. Saves an indirect call per row in a GEMV (262144 for the LM
@@ -52,11 +54,16 @@ using Tokens4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, size_t act_
 using RowsFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act_row,
                         int64_t k, float* y);
 
+// The largest prefill tile (the caller's output buffer holds kMaxTileRows * kMaxTileTokens).
+constexpr int kMaxTileTokens = 8, kMaxTileRows = 2;
+
 struct RowKernel {
   ActFormat act = ActFormat::kF32;
-  RowDotFn dot = nullptr;       // null: no specialised kernel for this format
-  Tokens4Fn tokens4 = nullptr;  // prefill tile, when the format has one
-  RowsFn rows = nullptr;        // GEMV over a row range, when the format has one
+  RowDotFn dot = nullptr;          // null: no specialised kernel for this format
+  TokensFn tokens = nullptr;       // prefill tile, when the format has one
+  TokensFn tokens_1row = nullptr;  // the same for one row (rows left over from tile_rows)
+  int tile_rows = 0, tile_tokens = 0;
+  RowsFn rows = nullptr;  // GEMV over a row range, when the format has one
 };
 
 // The AVX2 kernel of a weight format (dot == nullptr when there is none). Only call when the CPU
