@@ -99,11 +99,13 @@ void register_all() {
         }
       }
       const Shape lm_head{"lm_head_640x262144", 640, 262144};
-      benchmark::RegisterBenchmark(
-          ("gemv/Q8_0/" + std::string(lm_head.name) + suffix).c_str(),
-          [=](benchmark::State& st) { bm_matmul(st, DType::kQ8_0, lm_head, path, threads, 1); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
+      for (DType t : {DType::kQ8_0, DType::kBF16}) {
+        benchmark::RegisterBenchmark(
+            ("gemv/" + std::string(dtype_name(t)) + "/" + lm_head.name + suffix).c_str(),
+            [=](benchmark::State& st) { bm_matmul(st, t, lm_head, path, threads, 1); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
       // Prefill of 64 tokens through the formats the 270M models use.
       const std::pair<DType, Shape> prefill[] = {
           {DType::kQ5_0, layer_shapes[1]}, {DType::kQ4_K, layer_shapes[2]},
