@@ -293,7 +293,7 @@ struct FusedJob {
 // one buffer per format, per calling thread, that only grows.
 const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t n_tokens, int64_t k,
                                    ThreadPool* pool, size_t* stride) {
-  thread_local std::vector<uint8_t> bufs[4];
+  thread_local std::vector<uint8_t> bufs[detail::kActFormats];
   *stride = detail::act_row_bytes(f, k);
   const size_t row_bytes = *stride;
   uint8_t* act = scratch(bufs[static_cast<int>(f)], row_bytes * static_cast<size_t>(n_tokens));
@@ -319,8 +319,8 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
   FusedJob fused;
   fused.first_row[0] = 0;
   const bool avx2 = kernel_path() == KernelPath::kAvx2;
-  const uint8_t* acts[4] = {};
-  size_t strides[4] = {};
+  const uint8_t* acts[detail::kActFormats] = {};
+  size_t strides[detail::kActFormats] = {};
   for (const MatmulOutput& o : outputs) {
     check_operands("matmul", x, n_tokens, *o.w, o.y);
     if (o.w->cols() != outputs[0].w->cols())

@@ -86,11 +86,28 @@ GEMMAX_AVX2 void quantize_a8pair(const float* x, int64_t k, A8Pair* out) {
       std::memcpy(pr.q_lo + 16 * j, q[j], 16);
       std::memcpy(pr.q_hi + 16 * j, q[j] + 16, 16);
     }
+    for (int l = 0; l < 8; ++l) pr.d[l] = d[l / 4];
+  }
+}
+
+// Four blocks at a time into the A8Quad layout (see matmul_internal.h); missing last blocks are
+// zero.
+GEMMAX_AVX2 void quantize_a8quad(const float* x, int64_t k, A8Quad* out) {
+  const int64_t nb = k / kQK;
+  for (int64_t g = 0; g < (nb + 3) / 4; ++g) {
+    A8Quad& qd = out[g];
+    int8_t q[4][32] = {};
+    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int m = 0; m < 4 && 4 * g + m < nb; ++m)
+      d[m] = quantize_block(x + (4 * g + m) * kQK, kQK, q[m], nullptr);
+    for (int j = 0; j < 4; ++j)
+      for (int m = 0; m < 4; ++m) std::memcpy(qd.q[j] + 8 * m, q[m] + 8 * j, 8);
     for (int l = 0; l < 8; ++l) {
-      pr.d[l] = d[l / 4];
+      qd.d[l] = d[l / 2];
       int sum = 0;
-      for (int i = 0; i < 4; ++i) sum += pr.q_lo[4 * l + i] + pr.q_hi[4 * l + i];
-      pr.sums16[l] = 16 * sum;
+      for (int j = 0; j < 4; ++j)
+        for (int i = 0; i < 4; ++i) sum += qd.q[j][4 * l + i];
+      qd.sums16[l] = 16 * sum;
     }
   }
 }
@@ -242,12 +259,6 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint
 
 // ---- 32-element block formats: *_0 with A8Pair activations, *_1 with A8Block32 ----
 
-// The *_0 formats are processed two blocks at a time against A8Pair activations. Each format
-// provides load(b0, b1, lo, hi): elements 0-15 of both blocks in lo, 16-31 in hi (the A8Pair
-// order). Q4_0 and Q5_0 load their unsigned codes (value + 8 or + 16) and subtract the offset
-// times the activation sums in int32, exactly (A8Pair::sums16, shifted right by kOffsetShift);
-// Q8_0 is signed and uses the sign trick instead (maddubs needs one unsigned operand, and Q8_0 +
-// 128 would overflow its int16 pair sums).
 // 16 bytes from p0 in the low half of a register, 16 from p1 in the high half.
 GEMMAX_AVX2 inline __m256i load_halves(const uint8_t* p0, const uint8_t* p1) {
   return _mm256_inserti128_si256(
@@ -255,106 +266,163 @@ GEMMAX_AVX2 inline __m256i load_halves(const uint8_t* p0, const uint8_t* p1) {
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
 }
 
-// The nibbles of two Q4_0/Q5_0-style blocks (element j in the low nibble of byte j, j + 16 in the
-// high one) in the A8Pair order.
-GEMMAX_AVX2 inline void load_nibble_pair(const uint8_t* qs0, const uint8_t* qs1, __m256i& lo,
-                                         __m256i& hi) {
-  const __m256i v = load_halves(qs0, qs1), low4 = _mm256_set1_epi8(0x0f);
-  lo = _mm256_and_si256(v, low4);
-  hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+// Q4_0 and Q5_0 are processed four blocks at a time against A8Quad activations. Each format
+// provides load(b, q): the unsigned codes (value + 8 or + 16) of blocks b[0..3] in the A8Quad
+// order; the kernel subtracts the offset times the activation sums in int32, exactly
+// (A8Quad::sums16 shifted right by kOffsetShift).
+
+// The nibbles of four Q4_0/Q5_0-style blocks (element j in the low nibble of byte j, j + 16 in the
+// high one) in the A8Quad order: q[0] = elements 0-7 (low nibbles of bytes 0-7), q[1] = 8-15, q[2]
+// = 16-23 (high nibbles of bytes 0-7), q[3] = 24-31.
+GEMMAX_AVX2 inline void load_nibble_quad(const uint8_t* const qs[4], __m256i* q) {
+  const __m256i v02 = load_halves(qs[0], qs[2]), v13 = load_halves(qs[1], qs[3]);
+  const __m256i first = _mm256_unpacklo_epi64(v02, v13);   // bytes 0-7 of blocks 0, 1 | 2, 3
+  const __m256i second = _mm256_unpackhi_epi64(v02, v13);  // bytes 8-15
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  q[0] = _mm256_and_si256(first, low4);
+  q[1] = _mm256_and_si256(second, low4);
+  q[2] = _mm256_and_si256(_mm256_srli_epi16(first, 4), low4);
+  q[3] = _mm256_and_si256(_mm256_srli_epi16(second, 4), low4);
 }
 
 struct Q4_0 {
   static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 1;
-  static constexpr bool kSigned = false;
-  GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-    load_nibble_pair(b0 + q4_0::kQs, b1 + q4_0::kQs, lo, hi);
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
+    const uint8_t* qs[4] = {b[0] + q4_0::kQs, b[1] + q4_0::kQs, b[2] + q4_0::kQs, b[3] + q4_0::kQs};
+    load_nibble_quad(qs, q);
   }
 };
 struct Q5_0 {
   static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 0;
-  static constexpr bool kSigned = false;
-  GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-    load_nibble_pair(b0 + q5_0::kQs, b1 + q5_0::kQs, lo, hi);
-    // Fifth bits of elements 0-15 of both blocks, then of elements 16-31.
-    const uint32_t h0 = load_u32(b0 + q5_0::kQh), h1 = load_u32(b1 + q5_0::kQh);
-    const uint32_t bits_lo = (h0 & 0xffffu) | (h1 << 16), bits_hi = (h0 >> 16) | (h1 & 0xffff0000u);
-    const __m256i bit4 = _mm256_set1_epi8(0x10);
-    lo = _mm256_or_si256(lo, _mm256_and_si256(expand_bits(bits_lo), bit4));
-    hi = _mm256_or_si256(hi, _mm256_and_si256(expand_bits(bits_hi), bit4));
-  }
-};
-struct Q8_0 {
-  static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD, kOffsetShift = 0;
-  static constexpr bool kSigned = true;
-  GEMMAX_AVX2 static void load(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-    lo = load_halves(b0 + q8_0::kQs, b1 + q8_0::kQs);
-    hi = load_halves(b0 + q8_0::kQs + 16, b1 + q8_0::kQs + 16);
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
+    const uint8_t* qs[4] = {b[0] + q5_0::kQs, b[1] + q5_0::kQs, b[2] + q5_0::kQs, b[3] + q5_0::kQs};
+    load_nibble_quad(qs, q);
+    // Fifth bits: bit e of a block's qh is element e, so q[j] needs byte j of the four blocks' qh
+    // words, in block order (a 4x4 byte transpose), each byte spread over the 8 bytes it covers.
+    const __m128i qh = _mm_setr_epi32(
+        static_cast<int>(load_u32(b[0] + q5_0::kQh)), static_cast<int>(load_u32(b[1] + q5_0::kQh)),
+        static_cast<int>(load_u32(b[2] + q5_0::kQh)), static_cast<int>(load_u32(b[3] + q5_0::kQh)));
+    const __m256i both = _mm256_broadcastsi128_si256(qh);
+    const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe), bit4 = _mm256_set1_epi8(0x10);
+    for (int j = 0; j < 4; ++j) {
+      // Byte i of the route picks byte j of block i / 8's word: 4 * (i / 8) + j.
+      const __m256i route =
+          _mm256_setr_epi64x(0x0101010101010101LL * j, 0x0101010101010101LL * (4 + j),
+                             0x0101010101010101LL * (8 + j), 0x0101010101010101LL * (12 + j));
+      const __m256i bits = _mm256_or_si256(_mm256_shuffle_epi8(both, route), others);
+      q[j] = _mm256_or_si256(q[j],
+                             _mm256_and_si256(_mm256_cmpeq_epi8(bits, _mm256_set1_epi8(-1)), bit4));
+    }
   }
 };
 
-// One pair of weight blocks x T tokens: the weights are unpacked once, then for each token
-// acc[t] += (int32 dot per lane - offset) * (weight scale * activation scale) per lane. `single`
-// marks an odd last block (b1 == b0 is read but its lanes get scale 0 and zero activations).
-// Unsigned codes (Q4_0 <= 15, Q5_0 <= 31) add the int16 pair sums of both halves before widening:
-// |sum| <= 2 * 2 * 31 * 127 = 15748 < 32767, so it is exact and saves a widening multiply per
-// token; Q8_0's pair sums (up to 2 * 128 * 127) must be widened separately.
+// Four weight blocks x T tokens: the weights are unpacked once, then for each token acc[t] +=
+// (int32 dot per lane - offset) * (weight scale * activation scale) per lane. The four registers'
+// int16 pair sums are added before widening: |sum| <= 4 * 2 * 31 * 127 = 31496 < 32767, exact.
+// `n` < 4 marks a last, partial quad: the missing blocks read b[0] again but get scale 0 (and
+// their activations are zero).
 template <class F, int T>
-GEMMAX_AVX2 inline void pair_tile(const uint8_t* b0, const uint8_t* b1, bool single,
-                                  const uint8_t* act, size_t act_stride, int64_t p, __m256* acc) {
-  __m256i lo, hi;
-  F::load(b0, b1, lo, hi);
-  const __m256 dw =
-      _mm256_set_m128(_mm_set1_ps(single ? 0.0f : f16(b1 + F::kD)), _mm_set1_ps(f16(b0 + F::kD)));
+GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_t* act,
+                                  size_t act_stride, int64_t g, __m256* acc) {
+  __m256i q[4];
+  F::load(b, q);
+  // The four f16 scales converted at once, block m's in lanes 2m and 2m + 1 (0 when missing).
+  uint16_t h[4];
+  for (int m = 0; m < 4; ++m) h[m] = m < n ? load_u16(b[m] + F::kD) : 0;
+  const __m128 d4 =
+      _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(h[0]), static_cast<short>(h[1]),
+                                  static_cast<short>(h[2]), static_cast<short>(h[3]), 0, 0, 0, 0));
+  const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4),
+                                             _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i ulo = lo, uhi = hi;
-  if constexpr (F::kSigned) ulo = _mm256_sign_epi8(lo, lo), uhi = _mm256_sign_epi8(hi, hi);
   for (int t = 0; t < T; ++t) {
-    const A8Pair& a = reinterpret_cast<const A8Pair*>(act + t * act_stride)[p];
-    __m256i alo = loadu(a.q_lo), ahi = loadu(a.q_hi);
-    if constexpr (F::kSigned) alo = _mm256_sign_epi8(alo, lo), ahi = _mm256_sign_epi8(ahi, hi);
-    __m256i dot;
-    if constexpr (F::kSigned) {
-      dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, alo), ones),
-                             _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, ahi), ones));
-    } else {
-      const __m256i pairs =
-          _mm256_add_epi16(_mm256_maddubs_epi16(ulo, alo), _mm256_maddubs_epi16(uhi, ahi));
-      __m256i offset = loadu(a.sums16);
-      if constexpr (F::kOffsetShift > 0) offset = _mm256_srai_epi32(offset, F::kOffsetShift);
-      dot = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones), offset);
-    }
+    const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * act_stride)[g];
+    const __m256i pairs =
+        _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(q[0], loadu(a.q[0])),
+                                          _mm256_maddubs_epi16(q[1], loadu(a.q[1]))),
+                         _mm256_add_epi16(_mm256_maddubs_epi16(q[2], loadu(a.q[2])),
+                                          _mm256_maddubs_epi16(q[3], loadu(a.q[3]))));
+    __m256i offset = loadu(a.sums16);
+    if constexpr (F::kOffsetShift > 0) offset = _mm256_srai_epi32(offset, F::kOffsetShift);
+    const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones), offset);
     acc[t] =
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
   }
 }
 
-// R weight rows x T tokens, out[r * T + t] (decode: 1 or 2 rows x 1 token, see pairs_kernel;
-// prefill: 1 row x 8 tokens). Every (row, token) pair sees the same operations in the same order
-// for any R and T, so a token's result does not depend on its batch.
+// R weight rows x T tokens, out[r * T + t] (decode: 2 rows x 1 token, two independent FMA chains,
+// as these formats are compute-bound on this machine; prefill: 1 row x 8 tokens). Every (row,
+// token) pair sees the same operations in the same order for any R and T, so a token's result does
+// not depend on its batch.
 template <class F, int R, int T>
-GEMMAX_AVX2 inline void tile_pairs(const uint8_t* w, size_t row_bytes, const uint8_t* act,
+GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t row_bytes, const uint8_t* act,
                                    size_t act_stride, int64_t k, float* out) {
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const int64_t nb = k / kQK;
-  int64_t p = 0;
-  for (; 2 * p + 2 <= nb; ++p) {
+  for (int64_t g = 0; 4 * g < nb; ++g) {
+    const int n = static_cast<int>(std::min<int64_t>(4, nb - 4 * g));
     for (int r = 0; r < R; ++r) {
-      const uint8_t* b0 = w + r * row_bytes + 2 * p * F::kBytes;
+      const uint8_t* b0 = w + r * row_bytes + 4 * g * F::kBytes;
       prefetch_ahead(b0);
-      pair_tile<F, T>(b0, b0 + F::kBytes, false, act, act_stride, p, acc[r]);
-    }
-  }
-  if (2 * p < nb) {
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* b0 = w + r * row_bytes + 2 * p * F::kBytes;
-      pair_tile<F, T>(b0, b0, true, act, act_stride, p, acc[r]);
+      prefetch_ahead(b0 + 64);
+      const uint8_t* b[4] = {b0, n > 1 ? b0 + F::kBytes : b0, n > 2 ? b0 + 2 * F::kBytes : b0,
+                             n > 3 ? b0 + 3 * F::kBytes : b0};
+      quad_tile<F, T>(b, n, act, act_stride, g, acc[r]);
     }
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) out[r * T + t] = hsum(acc[r][t]);
+}
+
+// Q8_0 is processed two blocks at a time against A8Pair activations. It is signed, so it uses the
+// sign trick (maddubs needs one unsigned operand, and Q8_0 + 128 would overflow its int16 pair
+// sums), and its pair sums (up to 2 * 128 * 127) must be widened one register at a time.
+// One pair of weight blocks x T tokens: the weights are unpacked once, then for each token
+// acc[t] += int32 dot per lane * (weight scale * activation scale) per lane. `single` marks an odd
+// last block (b1 == b0 is read but its lanes get scale 0 and zero activations).
+template <int T>
+GEMMAX_AVX2 inline void q8_0_pair_tile(const uint8_t* b0, const uint8_t* b1, bool single,
+                                       const uint8_t* act, size_t act_stride, int64_t p,
+                                       __m256* acc) {
+  const __m256i lo = load_halves(b0 + q8_0::kQs, b1 + q8_0::kQs);
+  const __m256i hi = load_halves(b0 + q8_0::kQs + 16, b1 + q8_0::kQs + 16);
+  const __m256 dw = _mm256_set_m128(_mm_set1_ps(single ? 0.0f : f16(b1 + q8_0::kD)),
+                                    _mm_set1_ps(f16(b0 + q8_0::kD)));
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i ulo = _mm256_sign_epi8(lo, lo), uhi = _mm256_sign_epi8(hi, hi);
+  for (int t = 0; t < T; ++t) {
+    const A8Pair& a = reinterpret_cast<const A8Pair*>(act + t * act_stride)[p];
+    const __m256i alo = _mm256_sign_epi8(loadu(a.q_lo), lo);
+    const __m256i ahi = _mm256_sign_epi8(loadu(a.q_hi), hi);
+    const __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, alo), ones),
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, ahi), ones));
+    acc[t] =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
+  }
+}
+
+// One Q8_0 row x T tokens (decode reads one row at a time: the format is bandwidth-bound, and two
+// interleaved row streams read its 262144-row LM head at 18 instead of 28 GB/s). Every token sees
+// the same operations in the same order for any T.
+template <int T>
+GEMMAX_AVX2 inline void tile_q8_0(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
+                                  size_t act_stride, int64_t k, float* out) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const int64_t nb = k / kQK;
+  int64_t p = 0;
+  for (; 2 * p + 2 <= nb; ++p) {
+    const uint8_t* b0 = w + 2 * p * q8_0::kBytes;
+    prefetch_ahead(b0);
+    q8_0_pair_tile<T>(b0, b0 + q8_0::kBytes, false, act, act_stride, p, acc);
+  }
+  if (2 * p < nb) {
+    const uint8_t* b0 = w + 2 * p * q8_0::kBytes;
+    q8_0_pair_tile<T>(b0, b0, true, act, act_stride, p, acc);
+  }
+  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
 }
 
 // *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
@@ -552,15 +620,10 @@ RowKernel row_tiled_kernel() {
   return tiled_kernel<A, 1, 1, N, Tile1, Tile1, TileN, TileN>();
 }
 
-// Decode reads D rows side by side: Q4_0/Q5_0 are compute-bound on this machine and gain from two
-// independent FMA chains (270M Q4_0 decode +10%); Q8_0 is bandwidth-bound, and two interleaved
-// row streams read its 262144-row LM head at 18 instead of 28 GB/s (the real 270M decoded 18%
-// slower), so it reads one row at a time.
 template <class F>
-RowKernel pairs_kernel() {
-  constexpr int D = F::kSigned ? 1 : 2;
-  return tiled_kernel<ActFormat::kA8Pair, D, 1, 8, tile_pairs<F, 1, 1>, tile_pairs<F, D, 1>,
-                      tile_pairs<F, 1, 8>, tile_pairs<F, 1, 8>>();
+RowKernel quads_kernel() {
+  return tiled_kernel<ActFormat::kA8Quad, 2, 1, 8, tile_quads<F, 1, 1>, tile_quads<F, 2, 1>,
+                      tile_quads<F, 1, 8>, tile_quads<F, 1, 8>>();
 }
 
 template <bool kBf16>
@@ -582,15 +645,15 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kBF16:
       return half_kernel<true>();
     case DType::kQ4_0:
-      return pairs_kernel<Q4_0>();
+      return quads_kernel<Q4_0>();
     case DType::kQ4_1:
       return {ActFormat::kA8x32, row_q4_1};
     case DType::kQ5_0:
-      return pairs_kernel<Q5_0>();
+      return quads_kernel<Q5_0>();
     case DType::kQ5_1:
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
-      return pairs_kernel<Q8_0>();
+      return row_tiled_kernel<ActFormat::kA8Pair, 8, tile_q8_0<1>, tile_q8_0<8>>();
     case DType::kQ4_K:
       return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<false, 1>, tile_q45_k<false, 8>>();
     case DType::kQ5_K:
@@ -610,6 +673,8 @@ size_t act_row_bytes(ActFormat f, int64_t k) {
       return static_cast<size_t>(k / kQKK) * sizeof(A8Block256);
     case ActFormat::kA8Pair:
       return static_cast<size_t>((k / kQK + 1) / 2) * sizeof(A8Pair);
+    case ActFormat::kA8Quad:
+      return static_cast<size_t>((k / kQK + 3) / 4) * sizeof(A8Quad);
     case ActFormat::kF32:
       break;
   }
@@ -623,6 +688,8 @@ void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out) {
     quantize_a8x256(x, k, static_cast<A8Block256*>(out));
   } else if (f == ActFormat::kA8Pair) {
     quantize_a8pair(x, k, static_cast<A8Pair*>(out));
+  } else if (f == ActFormat::kA8Quad) {
+    quantize_a8quad(x, k, static_cast<A8Quad*>(out));
   } else {
     std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
   }

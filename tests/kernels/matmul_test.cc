@@ -312,6 +312,63 @@ TEST(Matmul, ActivationQuantizationMatchesPlainRule) {
   }
 }
 
+// The A8Quad layout (Q4_0/Q5_0 activations): element e of block m of quad g at q[e / 8][8m + e %
+// 8], d of block m in lanes 2m and 2m + 1, sums16 = 16 x the sum of each lane's 16 values, missing
+// blocks of a last partial quad zero. Then the kernels must equal the exact sum over blocks of
+// (weight d * activation d * integer dot) of those quantized activations, up to f32 rounding, for
+// rows of full and partial quads (4..7 blocks).
+TEST(Matmul, QuadActivationsLayoutAndExactKernels) {
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(21);
+  for (int64_t nb = 4; nb <= 7; ++nb) {
+    const int64_t k = 32 * nb;
+    const std::vector<float> x = random_x(k, rng);
+    std::vector<uint8_t> buf(detail::act_row_bytes(detail::ActFormat::kA8Quad, k));
+    ASSERT_EQ(buf.size(), static_cast<size_t>((nb + 3) / 4) * sizeof(detail::A8Quad));
+    detail::quantize_act_row(detail::ActFormat::kA8Quad, x.data(), k, buf.data());
+    const auto* quads = reinterpret_cast<const detail::A8Quad*>(buf.data());
+    auto q_of = [&](int64_t blk, int e) { return quads[blk / 4].q[e / 8][8 * (blk % 4) + e % 8]; };
+    auto d_of = [&](int64_t blk) { return quads[blk / 4].d[2 * (blk % 4)]; };
+    for (int64_t g = 0; g < (nb + 3) / 4; ++g) {
+      for (int l = 0; l < 8; ++l) {
+        const int64_t blk = 4 * g + l / 2;
+        EXPECT_EQ(quads[g].d[l], blk < nb ? d_of(blk) : 0.0f) << nb << " " << g << " " << l;
+        int sum = 0;
+        for (int j = 0; j < 4; ++j)
+          for (int i = 0; i < 4; ++i) sum += quads[g].q[j][4 * l + i];
+        EXPECT_EQ(quads[g].sums16[l], 16 * sum);
+      }
+    }
+    for (int64_t blk = 0; blk < 4 * ((nb + 3) / 4); ++blk) {
+      float amax = 0.0f;
+      for (int e = 0; blk < nb && e < 32; ++e) amax = std::max(amax, std::fabs(x[blk * 32 + e]));
+      for (int e = 0; e < 32; ++e) {
+        const float want = blk < nb ? x[blk * 32 + e] : 0.0f;
+        EXPECT_LE(std::fabs(q_of(blk, e) * d_of(blk) - want), amax / 254.0f * 1.01f + 1e-30f)
+            << "nb " << nb << " block " << blk << " element " << e;
+      }
+    }
+    for (DType t : {DType::kQ4_0, DType::kQ5_0}) {
+      const Weights w = random_weights(t, 3, k, rng);
+      const detail::RowKernel kn = detail::avx2_row_kernel(t);
+      ASSERT_EQ(kn.act, detail::ActFormat::kA8Quad);
+      std::vector<float> wf(static_cast<size_t>(k));
+      for (int64_t r = 0; r < 3; ++r) {
+        dequantize_row(t, w.view.row(r), wf.data(), k);
+        double exact = 0.0, abs_sum = 0.0;
+        for (int64_t blk = 0; blk < nb; ++blk)
+          for (int e = 0; e < 32; ++e) {
+            const double p = static_cast<double>(wf[blk * 32 + e]) * q_of(blk, e) * d_of(blk);
+            exact += p;
+            abs_sum += std::fabs(p);
+          }
+        const float got = kn.dot(reinterpret_cast<const uint8_t*>(w.view.row(r)), buf.data(), k);
+        EXPECT_LE(std::fabs(got - exact), 1e-5 * abs_sum) << dtype_name(t) << " nb " << nb;
+      }
+    }
+  }
+}
+
 TEST(Matmul, ReferenceOnHandComputedF32) {
   // W = [[1, 2], [3, 4], [5, 6]], x = [[1, -1], [0.5, 2]].
   const float wdata[] = {1, 2, 3, 4, 5, 6};
