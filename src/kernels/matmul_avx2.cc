@@ -478,11 +478,6 @@ GEMMAX_AVX2 inline KScales unpack_k_scales(const uint8_t* q) {
   return k;
 }
 
-// sum over the 16 groups of 16 of w16[g] * bsums[g], exactly in int32 (|sum| < 2^24).
-GEMMAX_AVX2 inline int weighted_bsums(__m256i w16, const int16_t* bsums) {
-  return hsum_epi32(_mm256_madd_epi16(w16, loadu(bsums)));
-}
-
 // Q4_K/Q5_K: sum over sub-blocks j of (d*sc_j * sum(q*qx) - dmin*m_j * sum(qx)) * dx. The int16
 // pair sums are at most 2 * 31 * 127 and the 6-bit scales multiply them in _mm256_madd_epi16
 // (int32). T tokens share each unpacked weight block (prefill); every token sees the same
@@ -494,8 +489,7 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
   constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
   const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
   __m256 acc[T];
-  float mins[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), mins[t] = 0.0f;
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < k / kQKK; ++b, w += kBytes) {
     prefetch_ahead(w, kBytes);
     const KScales ks = unpack_k_scales(w + q4_k::kScales);  // same offset in Q5_K
@@ -525,13 +519,18 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
         isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p_hi, s_hi));
       }
     }
-    const float dw = f16(w + q4_k::kD), dmin = f16(w + q4_k::kDmin);
+    // acc += isum * (d * dx) - (mins x 16-element sums) * (dmin * dx), lane by lane (the mins
+    // term stays a vector: no horizontal sum per token and block).
+    const __m256 dw = _mm256_set1_ps(f16(w + q4_k::kD)),
+                 dmin = _mm256_set1_ps(f16(w + q4_k::kDmin));
     for (int t = 0; t < T; ++t) {
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[t]->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-      mins[t] += dmin * a[t]->d * static_cast<float>(weighted_bsums(ks.mins, a[t]->bsums));
+      const __m256 dx = _mm256_broadcast_ss(&a[t]->d);
+      const __m256i m = _mm256_madd_epi16(ks.mins, loadu(a[t]->bsums));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, dx), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dmin, dx), acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - mins[t];
+  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
 }
 
 // Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
@@ -541,8 +540,7 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
                                   size_t act_stride, int64_t k, float* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
   __m256 acc[T];
-  float offsets[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offsets[t] = 0.0f;
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < k / kQKK; ++b, w += q6_k::kBytes) {
     prefetch_ahead(w, q6_k::kBytes);
     const auto* sc = reinterpret_cast<const int8_t*>(w + q6_k::kScales);
@@ -568,17 +566,20 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
         }
       }
     }
-    const float dw = f16(w + q6_k::kD);
+    // The offset term shares the scale d * dx, so it is subtracted in int32, lane by lane (|isum|
+    // <= 256 * 63 * 127 * 128 < 2^29, 32 * |offset| <= 32 * 16 * 128 * 16 * 127 < 2^28): one
+    // convert and FMA per token and block.
+    const __m256 dw = _mm256_set1_ps(f16(w + q6_k::kD));
     const __m256i sc16 =
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     for (int t = 0; t < T; ++t) {
-      const int off = weighted_bsums(sc16, a[t]->bsums);
-      const float d = dw * a[t]->d;
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-      offsets[t] += d * static_cast<float>(32 * off);
+      const __m256i off = _mm256_madd_epi16(sc16, loadu(a[t]->bsums));
+      const __m256i dot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(off, 5));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot),
+                               _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t]->d)), acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) - offsets[t];
+  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
 }
 
 // ---- entry points ----
