@@ -144,14 +144,10 @@ void tokens_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t
 // One tile call: `n_r` rows from r (tile_rows, or 1 with tokens_1row) x tile_tokens tokens from t.
 void run_tile(const Job& job, int64_t r, int n_r, int64_t t) {
   const detail::RowKernel& kn = job.kernel;
-  const int64_t k = job.w->cols(), n_rows = job.w->rows();
-  float out[detail::kMaxTileRows * detail::kMaxTileTokens];
+  const int64_t n_rows = job.w->rows();
   const detail::TokensFn fn = n_r == kn.tile_rows ? kn.tokens : kn.tokens_1row;
   fn(job.weight_row(r), static_cast<size_t>(job.row_bytes), job.act + t * job.act_stride,
-     job.act_stride, k, out);
-  for (int i = 0; i < n_r; ++i)
-    for (int j = 0; j < kn.tile_tokens; ++j)
-      job.y[(t + j) * n_rows + r + i] = out[i * kn.tile_tokens + j];
+     job.act_stride, job.w->cols(), job.y + t * n_rows + r, static_cast<size_t>(n_rows));
 }
 
 // Prefill: each tile unpacks its weight rows once for tile_tokens tokens (and, for 16-bit weights,

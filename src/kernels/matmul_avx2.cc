@@ -215,7 +215,7 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
   return kBf16 ? load8_bf16(p) : load8_f16(p);
 }
 
-// 16-bit weights: R rows (row_bytes apart) x T tokens of f32 activations, out[r * T + t]. Each
+// 16-bit weights: R rows (row_bytes apart) x T tokens of f32 activations, out[t * ldo + r]. Each
 // 8 weights are converted once in registers and used by the T tokens, each 8 activations are
 // loaded once for the R rows; one accumulator per (row, token), so every pair sees the same
 // operations in the same order for any R and T (decode: 2 rows x 1 token; prefill: 2 x 6, 12
@@ -224,7 +224,7 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
 // thread against 11.5 now; on two threads both reach ~21 GB/s (kernels_bench lm_head).
 template <bool kBf16, int R, int T>
 GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint8_t* act,
-                                  size_t act_stride, int64_t k, float* out) {
+                                  size_t act_stride, int64_t k, float* out, size_t ldo) {
   const float* x[T];
   __m256 acc[R][T];
   for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * act_stride);
@@ -252,7 +252,7 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint
         std::memcpy(&h, w + r * row_bytes + 2 * j, 2);
         s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[t][j];
       }
-      out[r * T + t] = s;
+      out[t * ldo + r] = s;
     }
   }
 }
@@ -350,13 +350,13 @@ GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_
   }
 }
 
-// R weight rows x T tokens, out[r * T + t] (decode: 2 rows x 1 token, two independent FMA chains,
+// R weight rows x T tokens, out[t * ldo + r] (decode: 2 rows x 1 token, two independent FMA chains,
 // as these formats are compute-bound on this machine; prefill: 1 row x 8 tokens). Every (row,
 // token) pair sees the same operations in the same order for any R and T, so a token's result does
 // not depend on its batch.
 template <class F, int R, int T>
 GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t row_bytes, const uint8_t* act,
-                                   size_t act_stride, int64_t k, float* out) {
+                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -373,7 +373,7 @@ GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t row_bytes, const uin
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) out[r * T + t] = hsum(acc[r][t]);
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = hsum(acc[r][t]);
 }
 
 // Q8_0 is processed two blocks at a time against A8Pair activations. It is signed, so it uses the
@@ -408,7 +408,7 @@ GEMMAX_AVX2 inline void q8_0_pair_tile(const uint8_t* b0, const uint8_t* b1, boo
 // the same operations in the same order for any T.
 template <int T>
 GEMMAX_AVX2 inline void tile_q8_0(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                  size_t act_stride, int64_t k, float* out) {
+                                  size_t act_stride, int64_t k, float* out, size_t ldo) {
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t nb = k / kQK;
@@ -422,7 +422,7 @@ GEMMAX_AVX2 inline void tile_q8_0(const uint8_t* w, size_t /*row_bytes*/, const 
     const uint8_t* b0 = w + 2 * p * q8_0::kBytes;
     q8_0_pair_tile<T>(b0, b0, true, act, act_stride, p, acc);
   }
-  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
 }
 
 // *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
@@ -484,7 +484,7 @@ GEMMAX_AVX2 inline KScales unpack_k_scales(const uint8_t* q) {
 // operations in the same order for any T.
 template <bool kFifthBit, int T>
 GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                   size_t act_stride, int64_t k, float* out) {
+                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
   constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
   constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
   const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
@@ -530,14 +530,14 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
       acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dmin, dx), acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
 }
 
 // Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
 // sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16. T tokens as above.
 template <int T>
 GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                  size_t act_stride, int64_t k, float* out) {
+                                  size_t act_stride, int64_t k, float* out, size_t ldo) {
   const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
@@ -579,21 +579,22 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
                                _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t]->d)), acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
 }
 
 // ---- entry points ----
 
 // A format's single-token dot, row-range GEMV and prefill tiles, all from its tile kernel
-// Tile<R, T>(w, row_bytes, act, act_stride, k, out): R weight rows x T tokens, out[r * T + t].
+// Tile<R, T>(w, row_bytes, act, act_stride, k, out, ldo): R weight rows x T tokens, out[t * ldo +
+// r].
 // Every (row, token) pair goes through the same operations whatever R and T are, so they agree bit
 // for bit.
-using TileFn = void (*)(const uint8_t*, size_t, const uint8_t*, size_t, int64_t, float*);
+using TileFn = void (*)(const uint8_t*, size_t, const uint8_t*, size_t, int64_t, float*, size_t);
 
 template <TileFn Tile11>
 GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
   float out;
-  Tile11(w, 0, static_cast<const uint8_t*>(act), 0, k, &out);
+  Tile11(w, 0, static_cast<const uint8_t*>(act), 0, k, &out, 0);
   return out;
 }
 
@@ -603,8 +604,8 @@ GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_ro
                                 int64_t k, float* y) {
   const auto* a = static_cast<const uint8_t*>(act);
   int64_t r = 0;
-  for (; r + D <= n_rows; r += D) TileD1(w + r * row_bytes, row_bytes, a, 0, k, y + r);
-  for (; r < n_rows; ++r) Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r);
+  for (; r + D <= n_rows; r += D) TileD1(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
+  for (; r < n_rows; ++r) Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
 }
 
 // Decode: D rows x 1 token; prefill: R rows x N tokens, and 1 row x N for leftover rows.

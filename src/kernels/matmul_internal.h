@@ -54,10 +54,10 @@ constexpr int kActFormats = 5;
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);
 
 // RowKernel::tile_rows weight rows (row_bytes apart) x RowKernel::tile_tokens prepared activation
-// rows (act_stride bytes apart): out[r * tile_tokens + t] = the RowDotFn of row r and token t, bit
-// for bit.
+// rows (act_stride bytes apart): out[t * ldo + r] = the RowDotFn of row r and token t, bit for bit
+// (ldo: the output's row length, so a tile writes straight into y).
 using TokensFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t* act, size_t act_stride,
-                          int64_t k, float* out);
+                          int64_t k, float* out, size_t ldo);
 
 // n_rows consecutive weight rows (row_bytes apart) x one prepared activation row: y[r] = the
 // RowDotFn of row r, bit for bit. Saves an indirect call per row in a GEMV (262144 for the LM
@@ -65,7 +65,7 @@ using TokensFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t* act
 using RowsFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act_row,
                         int64_t k, float* y);
 
-// The largest prefill tile (the caller's output buffer holds kMaxTileRows * kMaxTileTokens).
+// The largest prefill tile.
 constexpr int kMaxTileTokens = 8, kMaxTileRows = 2;
 
 struct RowKernel {
