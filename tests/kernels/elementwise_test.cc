@@ -139,11 +139,12 @@ TEST(Elementwise, SoftcapBoundsValues) {
   }
 }
 
-// accumulate_rows is n_rows axpy calls in order, bit for bit, on every path: 72 = two 32-float
-// slices and a tail of 8; rows 80 floats apart (the KV heads' spacing in a page).
+// accumulate_rows is n_rows axpy calls in order, bit for bit, on every path: 107 = three 32-float
+// slices, then a tail of 8 + 3 (vector and scalar axpy); rows 120 floats apart (the KV heads'
+// spacing in a page).
 TEST(Elementwise, AccumulateRowsEqualsAxpyInOrder) {
   PathGuard guard;
-  const int64_t n = 72, stride = 80, n_rows = 5;
+  const int64_t n = 107, stride = 120, n_rows = 5;
   const auto rows = random_vec(n_rows * stride, 11), w = random_vec(n_rows, 12);
   const auto out0 = random_vec(n, 13);
   for (KernelPath path : paths()) {
