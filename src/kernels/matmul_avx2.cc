@@ -218,10 +218,11 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
 // 16-bit weights: R rows (row_bytes apart) x T tokens of f32 activations, out[t * ldo + r]. Each
 // 8 weights are converted once in registers and used by the T tokens, each 8 activations are
 // loaded once for the R rows; one accumulator per (row, token), so every pair sees the same
-// operations in the same order for any R and T (decode: 2 rows x 1 token; prefill: 2 x 6, 12
-// accumulators, enough independent FMA chains to keep both FMA pipes busy). The price: the old
-// decode kernel (one row, two accumulators) streamed the 262144-row BF16 LM head at 15 GB/s on one
-// thread against 11.5 now; on two threads both reach ~21 GB/s (kernels_bench lm_head).
+// operations in the same order for any R and T. Prefill: 2 x 6, 12 accumulators, enough
+// independent FMA chains to keep both FMA pipes busy (35 GMAC/s on one thread in kernels_bench
+// prefill64, against 25 for one row x 4 tokens with two accumulators each). Decode: 1 x 1; one row
+// streams the 262144-row BF16 LM head at 27 GB/s on two threads, two rows side by side (two FMA
+// chains) only at 21.
 template <bool kBf16, int R, int T>
 GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint8_t* act,
                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
@@ -350,30 +351,24 @@ GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_
   }
 }
 
-// R weight rows x T tokens, out[t * ldo + r] (decode: 2 rows x 1 token, two independent FMA chains,
-// as these formats are compute-bound on this machine; prefill: 1 row x 8 tokens). Every (row,
-// token) pair sees the same operations in the same order for any R and T, so a token's result does
-// not depend on its batch.
-template <class F, int R, int T>
-GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t row_bytes, const uint8_t* act,
+// One weight row x T tokens, out[t * ldo] (decode: T = 1; prefill: 8). Every token sees the same
+// operations in the same order for any T, so a token's result does not depend on its batch.
+template <class F, int T>
+GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
                                    size_t act_stride, int64_t k, float* out, size_t ldo) {
-  __m256 acc[R][T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t nb = k / kQK;
   for (int64_t g = 0; 4 * g < nb; ++g) {
     const int n = static_cast<int>(std::min<int64_t>(4, nb - 4 * g));
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* b0 = w + r * row_bytes + 4 * g * F::kBytes;
-      prefetch_ahead(b0);
-      prefetch_ahead(b0 + 64);
-      const uint8_t* b[4] = {b0, n > 1 ? b0 + F::kBytes : b0, n > 2 ? b0 + 2 * F::kBytes : b0,
-                             n > 3 ? b0 + 3 * F::kBytes : b0};
-      quad_tile<F, T>(b, n, act, act_stride, g, acc[r]);
-    }
+    const uint8_t* b0 = w + 4 * g * F::kBytes;
+    prefetch_ahead(b0);
+    prefetch_ahead(b0 + 64);
+    const uint8_t* b[4] = {b0, n > 1 ? b0 + F::kBytes : b0, n > 2 ? b0 + 2 * F::kBytes : b0,
+                           n > 3 ? b0 + 3 * F::kBytes : b0};
+    quad_tile<F, T>(b, n, act, act_stride, g, acc);
   }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) out[t * ldo + r] = hsum(acc[r][t]);
+  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
 }
 
 // Q8_0 is processed two blocks at a time against A8Pair activations. It is signed, so it uses the
@@ -403,9 +398,7 @@ GEMMAX_AVX2 inline void q8_0_pair_tile(const uint8_t* b0, const uint8_t* b1, boo
   }
 }
 
-// One Q8_0 row x T tokens (decode reads one row at a time: the format is bandwidth-bound, and two
-// interleaved row streams read its 262144-row LM head at 18 instead of 28 GB/s). Every token sees
-// the same operations in the same order for any T.
+// One Q8_0 row x T tokens. Every token sees the same operations in the same order for any T.
 template <int T>
 GEMMAX_AVX2 inline void tile_q8_0(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
@@ -598,40 +591,34 @@ GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
   return out;
 }
 
-// GEMV: D rows at a time (TileD1), then the leftover rows one by one.
-template <TileFn TileD1, int D, TileFn Tile11>
+// GEMV: one row at a time. Every format's decode streams one row after another: reading two rows
+// side by side (two FMA chains) looked faster on cache-resident matrices but slowed the
+// DRAM-streamed ones (LM head Q8_0 28 -> 18 GB/s, BF16 27 -> 21) and gained nothing on real
+// decodes.
+template <TileFn Tile11>
 GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                                 int64_t k, float* y) {
   const auto* a = static_cast<const uint8_t*>(act);
-  int64_t r = 0;
-  for (; r + D <= n_rows; r += D) TileD1(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
-  for (; r < n_rows; ++r) Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
+  for (int64_t r = 0; r < n_rows; ++r) Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
 }
 
-// Decode: D rows x 1 token; prefill: R rows x N tokens, and 1 row x N for leftover rows.
-template <ActFormat A, int D, int R, int N, TileFn Tile11, TileFn TileD1, TileFn Tile1N,
-          TileFn TileRN>
+// Decode: 1 row x 1 token; prefill: R rows x N tokens, and 1 row x N for leftover rows.
+template <ActFormat A, int R, int N, TileFn Tile11, TileFn Tile1N, TileFn TileRN>
 RowKernel tiled_kernel() {
   static_assert(N > 1 && N <= kMaxTileTokens && R >= 1 && R <= kMaxTileRows);
-  return {A, row_from_tile<Tile11>, TileRN, Tile1N, R, N, rows_from_tile<TileD1, D, Tile11>};
+  return {A, row_from_tile<Tile11>, TileRN, Tile1N, R, N, rows_from_tile<Tile11>};
 }
 
 // One-row tiles (the integer formats: their unpacking is shared over tokens, not rows).
 template <ActFormat A, int N, TileFn Tile1, TileFn TileN>
 RowKernel row_tiled_kernel() {
-  return tiled_kernel<A, 1, 1, N, Tile1, Tile1, TileN, TileN>();
-}
-
-template <class F>
-RowKernel quads_kernel() {
-  return tiled_kernel<ActFormat::kA8Quad, 2, 1, 8, tile_quads<F, 1, 1>, tile_quads<F, 2, 1>,
-                      tile_quads<F, 1, 8>, tile_quads<F, 1, 8>>();
+  return tiled_kernel<A, 1, N, Tile1, TileN, TileN>();
 }
 
 template <bool kBf16>
 RowKernel half_kernel() {
-  return tiled_kernel<ActFormat::kF32, 2, 2, 6, tile_half<kBf16, 1, 1>, tile_half<kBf16, 2, 1>,
-                      tile_half<kBf16, 1, 6>, tile_half<kBf16, 2, 6>>();
+  return tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, 1, 1>, tile_half<kBf16, 1, 6>,
+                      tile_half<kBf16, 2, 6>>();
 }
 
 }  // namespace
@@ -647,11 +634,11 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kBF16:
       return half_kernel<true>();
     case DType::kQ4_0:
-      return quads_kernel<Q4_0>();
+      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q4_0, 1>, tile_quads<Q4_0, 8>>();
     case DType::kQ4_1:
       return {ActFormat::kA8x32, row_q4_1};
     case DType::kQ5_0:
-      return quads_kernel<Q5_0>();
+      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q5_0, 1>, tile_quads<Q5_0, 8>>();
     case DType::kQ5_1:
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
