@@ -32,6 +32,7 @@ struct BenchOptions {
   int bandwidth_mib = 512;
   uint32_t seed = 1;
   bool warmup = true;
+  std::string kv_dtype = "f32";
 };
 
 using Clock = std::chrono::steady_clock;
@@ -76,7 +77,8 @@ struct RunResult {
 RunResult run_once(Gemma3Model& model, const BenchOptions& o, std::mt19937& rng) {
   const Gemma3Config& cfg = model.config();
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(cfg.vocab_size - 1));
-  PagedKVCache cache = single_sequence_cache(model, o.prompt_tokens + o.gen_tokens);
+  PagedKVCache cache =
+      single_sequence_cache(model, o.prompt_tokens + o.gen_tokens, parse_kv_dtype(o.kv_dtype));
   const SeqId seq = cache.add_sequence();
   std::vector<int32_t> prompt(o.prompt_tokens);
   for (int32_t& t : prompt) t = id(rng);
@@ -225,6 +227,9 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--repeat", o->repeat, "Runs; the median is reported")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the random token ids")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype,
+                  "KV cache element type: f32, f16 (llama.cpp's default) or bf16")
+      ->capture_default_str();
   cmd->add_flag("!--no-warmup", o->warmup, "Skip the untimed warm-up run");
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->add_flag("--bandwidth", o->bandwidth,

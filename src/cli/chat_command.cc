@@ -18,7 +18,7 @@ namespace gemmax::cli {
 namespace {
 
 struct ChatOptions {
-  std::string model, system;
+  std::string model, system, kv_dtype = "f32";
   int max_tokens = 512;
   int threads = 0;
   int64_t kv_cache_mb = 256;
@@ -51,7 +51,8 @@ void run(const ChatOptions& o) {
   EngineOptions eo;
   eo.max_seqs = 1;
   eo.max_batch_tokens = 512;
-  eo.kv_pages = PagedKVCache::pages_for_bytes(m.model->kv_params(), o.kv_cache_mb << 20);
+  eo.kv_dtype = parse_kv_dtype(o.kv_dtype);
+  eo.kv_pages = PagedKVCache::pages_for_bytes(m.model->kv_params(eo.kv_dtype), o.kv_cache_mb << 20);
   Engine engine(*m.model, m.tokenizer.get(), eo);
   const bool interactive = isatty(STDIN_FILENO) != 0;
   std::vector<ChatMessage> history;
@@ -94,6 +95,9 @@ void register_chat_command(CLI::App& app) {
   cmd->add_option("--system", o->system, "System prompt");
   cmd->add_option("--max-tokens", o->max_tokens, "Most tokens per reply")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype,
+                  "KV cache element type: f32, f16 (half the memory per token) or bf16")
+      ->capture_default_str();
   cmd->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache pool size in MiB")
       ->capture_default_str();
   auto seed = std::make_shared<uint64_t>(0);

@@ -18,6 +18,7 @@ struct GenerateOptions {
   std::string model, prompt_ids, prompt;
   int max_tokens = 64;
   int threads = 0;
+  std::string kv_dtype = "f32";
   bool json = false;
   bool stream = false;
   SamplingParams sampling;
@@ -43,7 +44,8 @@ void run(const GenerateOptions& o) {
   EngineOptions eo;
   eo.max_seqs = 1;
   eo.max_batch_tokens = kPrefillChunk;
-  eo.kv_pages = single_sequence_cache(*m.model, budget).total_pages();
+  eo.kv_dtype = parse_kv_dtype(o.kv_dtype);
+  eo.kv_pages = single_sequence_cache(*m.model, budget, eo.kv_dtype).total_pages();
   Engine engine(*m.model, m.tokenizer.get(), eo);
   SamplingParams p = o.sampling;
   p.max_tokens = o.max_tokens;
@@ -82,6 +84,9 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt, "Prompt text (tokenized with <bos>)");
   cmd->add_option("--max-tokens", o->max_tokens, "Most tokens to generate")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype,
+                  "KV cache element type: f32, f16 (half the memory per token) or bf16")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, R"(Print {"ids":[...],"text":"...","finish_reason":"..."})");
   cmd->add_flag("--stream", o->stream,
                 "Print text as it is generated (the default for text output); with --json, one "

@@ -50,8 +50,16 @@ std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids,
   return tokens;
 }
 
-PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens) {
-  const KVCacheParams params = model.kv_params();
+DType parse_kv_dtype(const std::string& name) {
+  if (name == "f32") return DType::kF32;
+  if (name == "f16") return DType::kF16;
+  if (name == "bf16") return DType::kBF16;
+  throw std::invalid_argument("--kv-dtype: unknown type '" + name +
+                              "' (expected f32, f16 or bf16)");
+}
+
+PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens, DType kv_dtype) {
+  const KVCacheParams params = model.kv_params(kv_dtype);
   // Every layer may hold one partly filled page at each end of its window, plus the chunk in
   // flight.
   const int64_t per_layer = (max_tokens + params.page_size - 1) / params.page_size + 2;

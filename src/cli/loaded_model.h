@@ -30,7 +30,11 @@ std::vector<int32_t> parse_ids(const std::string& csv);
 std::vector<int32_t> prompt_tokens(const LoadedModel& m, const std::string& ids,
                                    const std::string& text);
 
-// A KV cache with room for one sequence of `max_tokens` positions.
-PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens);
+// A KV cache with room for one sequence of `max_tokens` positions, storing K/V as kv_dtype.
+PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens,
+                                   DType kv_dtype = DType::kF32);
+
+// --kv-dtype: "f32", "f16" or "bf16" (throws naming the value otherwise).
+DType parse_kv_dtype(const std::string& name);
 
 }  // namespace gemmax::cli

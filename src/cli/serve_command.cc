@@ -18,7 +18,7 @@ namespace gemmax::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model, host = "127.0.0.1", api_key, model_name;
+  std::string model, host = "127.0.0.1", api_key, model_name, kv_dtype = "f32";
   int port = 8080, threads = 0, max_seqs = 16, max_queue = 64, http_threads = 128;
   int64_t max_batch_tokens = 256, kv_cache_mb = 256;
 };
@@ -55,7 +55,9 @@ void run(const ServeOptions& o) {
   so.engine.max_seqs = o.max_seqs;
   so.engine.max_batch_tokens = o.max_batch_tokens;
   so.engine.max_waiting = o.max_queue;
-  so.engine.kv_pages = PagedKVCache::pages_for_bytes(m.model->kv_params(), o.kv_cache_mb << 20);
+  so.engine.kv_dtype = parse_kv_dtype(o.kv_dtype);
+  so.engine.kv_pages =
+      PagedKVCache::pages_for_bytes(m.model->kv_params(so.engine.kv_dtype), o.kv_cache_mb << 20);
   serve::Server server(*m.model, *m.tokenizer, so);
   server.bind();
   // The port line is what scripts wait for (with --port 0 it is the only way to learn the port).
@@ -90,6 +92,9 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--kv-dtype", o->kv_dtype,
+                  "KV cache element type: f32, f16 (half the memory per token) or bf16")
+      ->capture_default_str();
   cmd->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache pool size in MiB")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));

@@ -35,6 +35,10 @@ void axpy(float a, const float* x, int64_t n, float* y);
 void accumulate_rows(const float* w, const float* rows, int64_t n_rows, int64_t stride, int64_t n,
                      float* out);
 
+// The same with f16 rows (an F16 KV cache's values), converted in registers.
+void accumulate_rows_f16(const float* w, const uint16_t* rows, int64_t n_rows, int64_t stride,
+                         int64_t n, float* out);
+
 // gelu_tanh_gated, softmax and axpy use AVX2 on the avx2 kernel path (kernels/matmul.h): the
 // vector exp is within a few ulp of libm, see tests/kernels/elementwise_test.cc.
 

@@ -9,7 +9,7 @@
 
 #include "kernels/elementwise_internal.h"
 
-#define GEMMAX_AVX2 __attribute__((target("avx2,fma")))
+#define GEMMAX_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace gemmax::detail {
 namespace {
@@ -134,6 +134,28 @@ GEMMAX_AVX2 void accumulate_rows_avx2(const float* w, const float* rows, int64_t
   }
   if (d < n)
     for (int64_t j = 0; j < n_rows; ++j) axpy_avx2(w[j], rows + j * stride + d, n - d, out + d);
+}
+
+// accumulate_rows_avx2 with f16 rows: each 8 values converted in registers, the same order.
+GEMMAX_AVX2 void accumulate_rows_f16_avx2(const float* w, const uint16_t* rows, int64_t n_rows,
+                                          int64_t stride, int64_t n, float* out) {
+  int64_t d = 0;
+  for (; d + 32 <= n; d += 32) {
+    __m256 acc[4];
+    for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(out + d + 8 * i);
+    for (int64_t j = 0; j < n_rows; ++j) {
+      const __m256 a = _mm256_set1_ps(w[j]);
+      const uint16_t* r = rows + j * stride + d;
+      for (int i = 0; i < 4; ++i) {
+        const __m256 v =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + 8 * i)));
+        acc[i] = _mm256_fmadd_ps(a, v, acc[i]);
+      }
+    }
+    for (int i = 0; i < 4; ++i) _mm256_storeu_ps(out + d + 8 * i, acc[i]);
+  }
+  for (; d < n; ++d)
+    for (int64_t j = 0; j < n_rows; ++j) out[d] += w[j] * _cvtsh_ss(rows[j * stride + d]);
 }
 
 }  // namespace gemmax::detail

@@ -15,6 +15,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/dequantize.h"
 #include "kernels/matmul_internal.h"
+#include "tensor/half.h"
 
 namespace gemmax {
 namespace {
@@ -253,6 +254,17 @@ void set_kernel_path(KernelPath path) {
 float dot_f32(const float* a, const float* b, int64_t n) {
   return kernel_path() == KernelPath::kAvx2 ? detail::avx2_dot_f32(a, b, n)
                                             : dot_f32_scalar(a, b, n);
+}
+
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::avx2_dot_f32_f16(a, b, n);
+  float acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * f16_to_f32(b[i + j]);
+  }
+  for (; i < n; ++i) acc[0] += a[i] * f16_to_f32(b[i]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, float* y) {

@@ -272,7 +272,7 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   // attn_logit_softcapping is read from the config but, as in transformers' Gemma 3 (the numerical
   // definition; Gemma 2 applied it), not applied: no Gemma 3 checkpoint sets it anyway.
   const DType kv_dtype = cache.params().dtype;
-  const bool f32_kv = kv_dtype == DType::kF32;
+  const bool f32_kv = kv_dtype == DType::kF32, f16_kv = kv_dtype == DType::kF16;
   const int64_t elem = dtype_row_bytes(kv_dtype, 1);
   const int64_t kv_off = (first_head / group) * hd * elem, kv_stride = nkv * hd * elem;
   // Per-thread buffers that only grow: no allocation per step once warm.
@@ -287,6 +287,12 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   for (const KVBlock& b : blocks) {
     for (int64_t i = 0; i < b.n; ++i, ++j) {
       const std::byte* kp = b.k + i * kv_stride + kv_off;
+      if (f16_kv) {  // converted in registers
+        const auto* k = reinterpret_cast<const uint16_t*>(kp);
+        for (int64_t h = 0; h < n_heads; ++h)
+          scores[h * n_keys + j] = dot_f32_f16(q + h * hd, k, hd) * scaling;
+        continue;
+      }
       if (!f32_kv) dequantize_row(kv_dtype, kp, row.data(), hd);
       const float* k = f32_kv ? reinterpret_cast<const float*>(kp) : row.data();
       for (int64_t h = 0; h < n_heads; ++h)
@@ -307,6 +313,14 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
       for (int64_t h = 0; h < n_heads; ++h)
         accumulate_rows(scores.data() + h * n_keys + j, v, b.n, kv_stride / 4, hd,
                         partial + h * head_stride + 2);
+      j += b.n;
+      continue;
+    }
+    if (f16_kv) {
+      const auto* v = reinterpret_cast<const uint16_t*>(b.v + kv_off);
+      for (int64_t h = 0; h < n_heads; ++h)
+        accumulate_rows_f16(scores.data() + h * n_keys + j, v, b.n, kv_stride / 2, hd,
+                            partial + h * head_stride + 2);
       j += b.n;
       continue;
     }

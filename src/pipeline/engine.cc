@@ -66,7 +66,8 @@ Engine::Engine(Gemma3Model& model, const Tokenizer* tokenizer, EngineOptions opt
     : model_(model),
       tokenizer_(tokenizer),
       options_(options),
-      cache_(model.kv_params(), default_pages(model.kv_params(), options.kv_pages)) {
+      cache_(model.kv_params(options.kv_dtype),
+             default_pages(model.kv_params(options.kv_dtype), options.kv_pages)) {
   if (options_.max_seqs < 1) throw std::invalid_argument("max_seqs: must be at least 1");
   if (options_.max_batch_tokens < 1)
     throw std::invalid_argument("max_batch_tokens: must be at least 1");

@@ -64,8 +64,9 @@ struct EngineOptions {
   int64_t max_batch_tokens = 256;  // tokens per step (decode rows + prefill chunks)
   int64_t kv_pages =
       0;  // pool size; 0: enough for max_seqs full-context sequences, capped at 256 MiB
-  int max_waiting = 256;    // queued requests beyond this are refused (QueueFullError)
-  int64_t echo_chunk = 32;  // prefill chunk for rows that need every prompt logit
+  int max_waiting = 256;         // queued requests beyond this are refused (QueueFullError)
+  int64_t echo_chunk = 32;       // prefill chunk for rows that need every prompt logit
+  DType kv_dtype = DType::kF32;  // K/V element type (F16 halves the pool's bytes per token)
 };
 
 // submit() refused a request because the waiting queue is full.

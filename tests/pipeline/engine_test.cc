@@ -115,6 +115,30 @@ TEST_F(EngineTest, AloneMatchesThePlainGreedyLoop) {
   }
 }
 
+// EngineOptions::kv_dtype reaches the cache: an F16 pool of the default size holds twice the pages
+// of an F32 one, and a busy batch over it still decodes every request as it does alone (the F16
+// attention kernels keep a token's result independent of its batch too).
+TEST_F(EngineTest, F16KvCacheHalvesBytesAndKeepsBatchInvariance) {
+  Engine f32(*model_, nullptr, {});
+  Engine f16(*model_, nullptr, {.kv_dtype = DType::kF16});
+  EXPECT_EQ(f16.cache().params().dtype, DType::kF16);
+  EXPECT_EQ(f16.stats().kv_pages_total, 2 * f32.stats().kv_pages_total);
+  const auto p = prompts(4, 3);
+  std::vector<std::vector<int32_t>> expected;
+  for (const auto& prompt : p) {
+    Engine alone_f16(*model_, nullptr, {.kv_dtype = DType::kF16});
+    const uint64_t id = submit(alone_f16, prompt, greedy(12));
+    drain(alone_f16);
+    expected.push_back(results_.at(id).ids);
+    results_.clear();
+  }
+  Engine busy(*model_, nullptr, {.max_seqs = 4, .max_batch_tokens = 24, .kv_dtype = DType::kF16});
+  std::vector<uint64_t> ids;
+  for (const auto& prompt : p) ids.push_back(submit(busy, prompt, greedy(12)));
+  drain(busy);
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(results_.at(ids[i]).ids, expected[i]) << i;
+}
+
 TEST_F(EngineTest, BusyBatchGreedyEqualsAlone) {
   const auto p = prompts(10, 2);
   std::vector<std::vector<int32_t>> expected;
