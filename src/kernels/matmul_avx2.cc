@@ -72,24 +72,6 @@ GEMMAX_AVX2 void quantize_a8x32(const float* x, int64_t k, A8Block32* out) {
   }
 }
 
-// Two blocks at a time into the A8Pair layout (see matmul_internal.h); an odd last block gets a
-// zero partner.
-GEMMAX_AVX2 void quantize_a8pair(const float* x, int64_t k, A8Pair* out) {
-  const int64_t nb = k / kQK;
-  for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
-    A8Pair& pr = out[p];
-    int8_t q[2][32] = {};
-    float d[2] = {0.0f, 0.0f};
-    for (int j = 0; j < 2 && 2 * p + j < nb; ++j)
-      d[j] = quantize_block(x + (2 * p + j) * kQK, kQK, q[j], nullptr);
-    for (int j = 0; j < 2; ++j) {
-      std::memcpy(pr.q_lo + 16 * j, q[j], 16);
-      std::memcpy(pr.q_hi + 16 * j, q[j] + 16, 16);
-    }
-    for (int l = 0; l < 8; ++l) pr.d[l] = d[l / 4];
-  }
-}
-
 // Four blocks at a time into the A8Quad layout (see matmul_internal.h); missing last blocks are
 // zero.
 GEMMAX_AVX2 void quantize_a8quad(const float* x, int64_t k, A8Quad* out) {
@@ -276,7 +258,7 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint
   }
 }
 
-// ---- 32-element block formats: *_0 with A8Pair activations, *_1 with A8Block32 ----
+// ---- 32-element block formats: *_0 with A8Quad activations, *_1 with A8Block32 ----
 
 // 16 bytes from p0 in the low half of a register, 16 from p1 in the high half.
 GEMMAX_AVX2 inline __m256i load_halves(const uint8_t* p0, const uint8_t* p1) {
@@ -285,10 +267,11 @@ GEMMAX_AVX2 inline __m256i load_halves(const uint8_t* p0, const uint8_t* p1) {
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
 }
 
-// Q4_0 and Q5_0 are processed four blocks at a time against A8Quad activations. Each format
-// provides load(b, q): the unsigned codes (value + 8 or + 16) of blocks b[0..3] in the A8Quad
-// order; the kernel subtracts the offset times the activation sums in int32, exactly
-// (A8Quad::sums16 shifted right by kOffsetShift).
+// Q4_0, Q5_0 and Q8_0 are processed four blocks at a time against A8Quad activations. Each format
+// provides load(b, q): blocks b[0..3] in the A8Quad order. Q4_0 and Q5_0 load their unsigned codes
+// (value + 8 or + 16) and the kernel subtracts the offset times the activation sums in int32,
+// exactly (A8Quad::sums16 shifted right by kOffsetShift); Q8_0 is signed (kSigned) and uses the
+// sign trick.
 
 // The nibbles of four Q4_0/Q5_0-style blocks (element j in the low nibble of byte j, j + 16 in the
 // high one) in the A8Quad order: q[0] = elements 0-7 (low nibbles of bytes 0-7), q[1] = 8-15, q[2]
@@ -306,6 +289,7 @@ GEMMAX_AVX2 inline void load_nibble_quad(const uint8_t* const qs[4], __m256i* q)
 
 struct Q4_0 {
   static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 1;
+  static constexpr bool kSigned = false;
   GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
     const uint8_t* qs[4] = {b[0] + q4_0::kQs, b[1] + q4_0::kQs, b[2] + q4_0::kQs, b[3] + q4_0::kQs};
     load_nibble_quad(qs, q);
@@ -313,6 +297,7 @@ struct Q4_0 {
 };
 struct Q5_0 {
   static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 0;
+  static constexpr bool kSigned = false;
   GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
     const uint8_t* qs[4] = {b[0] + q5_0::kQs, b[1] + q5_0::kQs, b[2] + q5_0::kQs, b[3] + q5_0::kQs};
     load_nibble_quad(qs, q);
@@ -335,6 +320,23 @@ struct Q5_0 {
   }
 };
 
+// Q8_0 in the quad order: each block's 32 bytes are four 8-byte groups; q[j] gathers group j of
+// the four blocks (a 4x4 transpose of 64-bit lanes). Signed: the kernel uses the sign trick.
+struct Q8_0 {
+  static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD, kOffsetShift = 0;
+  static constexpr bool kSigned = true;
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
+    const __m256i a0 = loadu(b[0] + q8_0::kQs), a1 = loadu(b[1] + q8_0::kQs);
+    const __m256i a2 = loadu(b[2] + q8_0::kQs), a3 = loadu(b[3] + q8_0::kQs);
+    const __m256i lo01 = _mm256_unpacklo_epi64(a0, a1), hi01 = _mm256_unpackhi_epi64(a0, a1);
+    const __m256i lo23 = _mm256_unpacklo_epi64(a2, a3), hi23 = _mm256_unpackhi_epi64(a2, a3);
+    q[0] = _mm256_permute2x128_si256(lo01, lo23, 0x20);
+    q[1] = _mm256_permute2x128_si256(hi01, hi23, 0x20);
+    q[2] = _mm256_permute2x128_si256(lo01, lo23, 0x31);
+    q[3] = _mm256_permute2x128_si256(hi01, hi23, 0x31);
+  }
+};
+
 // Four weight blocks x T tokens: the weights are unpacked once, then for each token acc[t] +=
 // (int32 dot per lane - offset) * (weight scale * activation scale) per lane. The four registers'
 // int16 pair sums are added before widening: |sum| <= 4 * 2 * 31 * 127 = 31496 < 32767, exact.
@@ -354,6 +356,24 @@ GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_
   const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4),
                                              _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
   const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (F::kSigned) {
+    // maddubs needs an unsigned operand: |w| x (a with w's sign); pair sums up to 2 * 128 * 127
+    // must be widened one register at a time.
+    __m256i u[4];
+    for (int j = 0; j < 4; ++j) u[j] = _mm256_sign_epi8(q[j], q[j]);
+    for (int t = 0; t < T; ++t) {
+      const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * act_stride)[g];
+      __m256i p[4];
+      for (int j = 0; j < 4; ++j)
+        p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(u[j], _mm256_sign_epi8(loadu(a.q[j]), q[j])),
+                                 ones);
+      const __m256i dot =
+          _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+      acc[t] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
+    }
+    return;
+  }
   for (int t = 0; t < T; ++t) {
     const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * act_stride)[g];
     const __m256i pairs =
@@ -390,53 +410,6 @@ GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t /*row_bytes*/, const
     const uint8_t* b0 = w + 4 * g * F::kBytes;
     const uint8_t* b[4] = {b0, n > 1 ? b0 + F::kBytes : b0, n > 2 ? b0 + 2 * F::kBytes : b0, b0};
     quad_tile<F, T>(b, n, act, act_stride, g, acc);
-  }
-  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
-}
-
-// Q8_0 is processed two blocks at a time against A8Pair activations. It is signed, so it uses the
-// sign trick (maddubs needs one unsigned operand, and Q8_0 + 128 would overflow its int16 pair
-// sums), and its pair sums (up to 2 * 128 * 127) must be widened one register at a time.
-// One pair of weight blocks x T tokens: the weights are unpacked once, then for each token
-// acc[t] += int32 dot per lane * (weight scale * activation scale) per lane. `single` marks an odd
-// last block (b1 == b0 is read but its lanes get scale 0 and zero activations).
-template <int T>
-GEMMAX_AVX2 inline void q8_0_pair_tile(const uint8_t* b0, const uint8_t* b1, bool single,
-                                       const uint8_t* act, size_t act_stride, int64_t p,
-                                       __m256* acc) {
-  const __m256i lo = load_halves(b0 + q8_0::kQs, b1 + q8_0::kQs);
-  const __m256i hi = load_halves(b0 + q8_0::kQs + 16, b1 + q8_0::kQs + 16);
-  const __m256 dw = _mm256_set_m128(_mm_set1_ps(single ? 0.0f : f16(b1 + q8_0::kD)),
-                                    _mm_set1_ps(f16(b0 + q8_0::kD)));
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i ulo = _mm256_sign_epi8(lo, lo), uhi = _mm256_sign_epi8(hi, hi);
-  for (int t = 0; t < T; ++t) {
-    const A8Pair& a = reinterpret_cast<const A8Pair*>(act + t * act_stride)[p];
-    const __m256i alo = _mm256_sign_epi8(loadu(a.q_lo), lo);
-    const __m256i ahi = _mm256_sign_epi8(loadu(a.q_hi), hi);
-    const __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, alo), ones),
-                                         _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, ahi), ones));
-    acc[t] =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
-  }
-}
-
-// One Q8_0 row x T tokens. Every token sees the same operations in the same order for any T.
-template <int T>
-GEMMAX_AVX2 inline void tile_q8_0(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                  size_t act_stride, int64_t k, float* out, size_t ldo) {
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  const int64_t nb = k / kQK;
-  int64_t p = 0;
-  for (; 2 * p + 2 <= nb; ++p) {
-    const uint8_t* b0 = w + 2 * p * q8_0::kBytes;
-    prefetch_ahead(b0);
-    q8_0_pair_tile<T>(b0, b0 + q8_0::kBytes, false, act, act_stride, p, acc);
-  }
-  if (2 * p < nb) {
-    const uint8_t* b0 = w + 2 * p * q8_0::kBytes;
-    q8_0_pair_tile<T>(b0, b0, true, act, act_stride, p, acc);
   }
   for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
 }
@@ -669,7 +642,7 @@ RowKernel avx2_row_kernel(DType t) {
     case DType::kQ5_1:
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
-      return row_tiled_kernel<ActFormat::kA8Pair, 8, tile_q8_0<1>, tile_q8_0<8>>();
+      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q8_0, 1>, tile_quads<Q8_0, 8>>();
     case DType::kQ4_K:
       return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<false, 1>, tile_q45_k<false, 8>>();
     case DType::kQ5_K:
@@ -687,8 +660,6 @@ size_t act_row_bytes(ActFormat f, int64_t k) {
       return static_cast<size_t>(k / kQK) * sizeof(A8Block32);
     case ActFormat::kA8x256:
       return static_cast<size_t>(k / kQKK) * sizeof(A8Block256);
-    case ActFormat::kA8Pair:
-      return static_cast<size_t>((k / kQK + 1) / 2) * sizeof(A8Pair);
     case ActFormat::kA8Quad:
       return static_cast<size_t>((k / kQK + 3) / 4) * sizeof(A8Quad);
     case ActFormat::kF32:
@@ -702,8 +673,6 @@ void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out) {
     quantize_a8x32(x, k, static_cast<A8Block32*>(out));
   } else if (f == ActFormat::kA8x256) {
     quantize_a8x256(x, k, static_cast<A8Block256*>(out));
-  } else if (f == ActFormat::kA8Pair) {
-    quantize_a8pair(x, k, static_cast<A8Pair*>(out));
   } else if (f == ActFormat::kA8Quad) {
     quantize_a8quad(x, k, static_cast<A8Quad*>(out));
   } else {

@@ -23,19 +23,8 @@ struct A8Block256 {
   int8_t q[256];
 };
 
-// Two 32-element blocks, laid out the way the Q8_0 kernel unpacks two weight blocks into
-// registers: q_lo holds elements 0-15 of both blocks, q_hi elements 16-31. After maddubs + madd,
-// int32 lane l of a product belongs to block l / 4, so one convert and one FMA serve both blocks,
-// with the block scales spread over the lanes in d. An odd last block is paired with a zero block
-// (d = 0, q = 0).
-struct A8Pair {
-  float d[8];       // d of block 0 in lanes 0-3, of block 1 in lanes 4-7
-  int8_t q_lo[32];  // block 0 elements 0-15, block 1 elements 0-15
-  int8_t q_hi[32];  // block 0 elements 16-31, block 1 elements 16-31
-};
-
-// Four 32-element blocks, laid out the way the Q4_0/Q5_0 kernels unpack four weight blocks: q[j]
-// holds elements 8j..8j+7 of block 0, 1, 2, 3 in its bytes 0-7, 8-15, 16-23, 24-31. The int16
+// Four 32-element blocks, laid out the way the Q4_0/Q5_0/Q8_0 kernels unpack four weight blocks:
+// q[j] holds elements 8j..8j+7 of block 0, 1, 2, 3 in its bytes 0-7, 8-15, 16-23, 24-31. The int16
 // pair sums of the four registers' products are added before widening (exact for unsigned 5-bit
 // weights: 4 * 2 * 31 * 127 < 32767), after which int32 lane l belongs to block l / 2: one
 // convert and one FMA per four blocks. sums16[l] is 16 times the sum of the 16 activation values
@@ -47,8 +36,8 @@ struct A8Quad {
   int8_t q[4][32];
 };
 
-enum class ActFormat { kF32, kA8x32, kA8x256, kA8Pair, kA8Quad };
-constexpr int kActFormats = 5;
+enum class ActFormat { kF32, kA8x32, kA8x256, kA8Quad };
+constexpr int kActFormats = 4;
 
 // Dot product of one weight row (k elements in its block format) with one prepared activation row.
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);

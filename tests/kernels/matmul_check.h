@@ -27,7 +27,6 @@ namespace gemmax {
 inline int64_t act_block(DType t) {
   switch (detail::avx2_row_kernel(t).act) {
     case detail::ActFormat::kA8x32:
-    case detail::ActFormat::kA8Pair:
     case detail::ActFormat::kA8Quad:
       return 32;
     case detail::ActFormat::kA8x256:

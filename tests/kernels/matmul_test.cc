@@ -312,11 +312,11 @@ TEST(Matmul, ActivationQuantizationMatchesPlainRule) {
   }
 }
 
-// The A8Quad layout (Q4_0/Q5_0 activations): element e of block m of quad g at q[e / 8][8m + e %
-// 8], d of block m in lanes 2m and 2m + 1, sums16 = 16 x the sum of each lane's 16 values, missing
-// blocks of a last partial quad zero. Then the kernels must equal the exact sum over blocks of
-// (weight d * activation d * integer dot) of those quantized activations, up to f32 rounding, for
-// rows of full and partial quads (4..7 blocks).
+// The A8Quad layout (Q4_0/Q5_0/Q8_0 activations): element e of block m of quad g at q[e / 8][8m + e
+// % 8], d of block m in lanes 2m and 2m + 1, sums16 = 16 x the sum of each lane's 16 values,
+// missing blocks of a last partial quad zero. Then the kernels must equal the exact sum over blocks
+// of (weight d * activation d * integer dot) of those quantized activations, up to f32 rounding,
+// for rows of full and partial quads (4..7 blocks).
 TEST(Matmul, QuadActivationsLayoutAndExactKernels) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   std::mt19937 rng(21);
@@ -348,7 +348,7 @@ TEST(Matmul, QuadActivationsLayoutAndExactKernels) {
             << "nb " << nb << " block " << blk << " element " << e;
       }
     }
-    for (DType t : {DType::kQ4_0, DType::kQ5_0}) {
+    for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0}) {
       const Weights w = random_weights(t, 3, k, rng);
       const detail::RowKernel kn = detail::avx2_row_kernel(t);
       ASSERT_EQ(kn.act, detail::ActFormat::kA8Quad);
