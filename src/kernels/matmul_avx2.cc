@@ -347,12 +347,12 @@ GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_
                                   size_t act_stride, int64_t g, __m256* acc) {
   __m256i q[4];
   F::load(b, q);
-  // The four f16 scales converted at once, block m's in lanes 2m and 2m + 1 (0 when missing).
-  uint16_t h[4];
-  for (int m = 0; m < 4; ++m) h[m] = m < n ? load_u16(b[m] + F::kD) : 0;
-  const __m128 d4 =
-      _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(h[0]), static_cast<short>(h[1]),
-                                  static_cast<short>(h[2]), static_cast<short>(h[3]), 0, 0, 0, 0));
+  // The four f16 scales converted at once, block m's in lanes 2m and 2m + 1 (0 when missing). They
+  // are gathered in a general-purpose register: the vector ports are what a GEMV runs out of.
+  uint64_t h = 0;
+  for (int m = 0; m < 4; ++m)
+    if (m < n) h |= static_cast<uint64_t>(load_u16(b[m] + F::kD)) << (16 * m);
+  const __m128 d4 = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(h)));
   const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4),
                                              _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
   const __m256i ones = _mm256_set1_epi16(1);
