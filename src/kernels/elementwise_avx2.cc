@@ -116,46 +116,50 @@ GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-// out[d] += sum_j w[j] * rows[j * stride + d], j in order: each 32-float slice of out stays in
-// registers while every row passes (one load and store of out per call instead of per row). Per
-// element it is the same sequence of fmas as n_rows axpy calls, so results are bit-identical.
-GEMMAX_AVX2 void accumulate_rows_avx2(const float* w, const float* rows, int64_t n_rows,
-                                      int64_t stride, int64_t n, float* out) {
-  int64_t d = 0;
-  for (; d + 32 <= n; d += 32) {
-    __m256 acc[4];
-    for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(out + d + 8 * i);
-    for (int64_t j = 0; j < n_rows; ++j) {
-      const __m256 a = _mm256_set1_ps(w[j]);
-      const float* r = rows + j * stride + d;
-      for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(r + 8 * i), acc[i]);
-    }
-    for (int i = 0; i < 4; ++i) _mm256_storeu_ps(out + d + 8 * i, acc[i]);
+// 8 (or 1) attention value-row elements as f32: f32 rows as they are, f16 rows (an F16 KV cache)
+// converted in registers.
+GEMMAX_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+GEMMAX_AVX2 inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+GEMMAX_AVX2 inline float load1(float v) { return v; }
+GEMMAX_AVX2 inline float load1(uint16_t h) { return _cvtsh_ss(h); }
+
+// out[d] += sum_j w[j] * rows[j * stride + d], j in order: each slice of out (32 floats, then 8)
+// stays in registers while every row passes (one load and store of out per call instead of per
+// row). Per element it is the same sequence of fmas as n_rows axpy calls, so results are
+// bit-identical.
+template <int kRegs, class Row>
+GEMMAX_AVX2 inline void accumulate_slice(const float* w, const Row* rows, int64_t n_rows,
+                                         int64_t stride, float* out) {
+  __m256 acc[kRegs];
+  for (int i = 0; i < kRegs; ++i) acc[i] = _mm256_loadu_ps(out + 8 * i);
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const __m256 a = _mm256_set1_ps(w[j]);
+    for (int i = 0; i < kRegs; ++i)
+      acc[i] = _mm256_fmadd_ps(a, load8(rows + j * stride + 8 * i), acc[i]);
   }
-  if (d < n)
-    for (int64_t j = 0; j < n_rows; ++j) axpy_avx2(w[j], rows + j * stride + d, n - d, out + d);
+  for (int i = 0; i < kRegs; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
-// accumulate_rows_avx2 with f16 rows: each 8 values converted in registers, the same order.
+template <class Row>
+GEMMAX_AVX2 inline void accumulate_rows_of(const float* w, const Row* rows, int64_t n_rows,
+                                           int64_t stride, int64_t n, float* out) {
+  int64_t d = 0;
+  for (; d + 32 <= n; d += 32) accumulate_slice<4>(w, rows + d, n_rows, stride, out + d);
+  for (; d + 8 <= n; d += 8) accumulate_slice<1>(w, rows + d, n_rows, stride, out + d);
+  for (; d < n; ++d)
+    for (int64_t j = 0; j < n_rows; ++j) out[d] += w[j] * load1(rows[j * stride + d]);
+}
+
+GEMMAX_AVX2 void accumulate_rows_avx2(const float* w, const float* rows, int64_t n_rows,
+                                      int64_t stride, int64_t n, float* out) {
+  accumulate_rows_of(w, rows, n_rows, stride, n, out);
+}
+
 GEMMAX_AVX2 void accumulate_rows_f16_avx2(const float* w, const uint16_t* rows, int64_t n_rows,
                                           int64_t stride, int64_t n, float* out) {
-  int64_t d = 0;
-  for (; d + 32 <= n; d += 32) {
-    __m256 acc[4];
-    for (int i = 0; i < 4; ++i) acc[i] = _mm256_loadu_ps(out + d + 8 * i);
-    for (int64_t j = 0; j < n_rows; ++j) {
-      const __m256 a = _mm256_set1_ps(w[j]);
-      const uint16_t* r = rows + j * stride + d;
-      for (int i = 0; i < 4; ++i) {
-        const __m256 v =
-            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + 8 * i)));
-        acc[i] = _mm256_fmadd_ps(a, v, acc[i]);
-      }
-    }
-    for (int i = 0; i < 4; ++i) _mm256_storeu_ps(out + d + 8 * i, acc[i]);
-  }
-  for (; d < n; ++d)
-    for (int64_t j = 0; j < n_rows; ++j) out[d] += w[j] * _cvtsh_ss(rows[j * stride + d]);
+  accumulate_rows_of(w, rows, n_rows, stride, n, out);
 }
 
 }  // namespace gemmax::detail

@@ -308,19 +308,16 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   }
   j = 0;
   for (const KVBlock& b : blocks) {
-    if (f32_kv) {  // a page's rows are equally spaced: one pass per head over the block
-      const auto* v = reinterpret_cast<const float*>(b.v + kv_off);
-      for (int64_t h = 0; h < n_heads; ++h)
-        accumulate_rows(scores.data() + h * n_keys + j, v, b.n, kv_stride / 4, hd,
-                        partial + h * head_stride + 2);
-      j += b.n;
-      continue;
-    }
-    if (f16_kv) {
-      const auto* v = reinterpret_cast<const uint16_t*>(b.v + kv_off);
-      for (int64_t h = 0; h < n_heads; ++h)
-        accumulate_rows_f16(scores.data() + h * n_keys + j, v, b.n, kv_stride / 2, hd,
-                            partial + h * head_stride + 2);
+    if (f32_kv || f16_kv) {  // a page's rows are equally spaced: one pass per head over the block
+      const std::byte* v = b.v + kv_off;
+      for (int64_t h = 0; h < n_heads; ++h) {
+        const float* w = scores.data() + h * n_keys + j;
+        float* o = partial + h * head_stride + 2;
+        if (f32_kv)
+          accumulate_rows(w, reinterpret_cast<const float*>(v), b.n, kv_stride / 4, hd, o);
+        else
+          accumulate_rows_f16(w, reinterpret_cast<const uint16_t*>(v), b.n, kv_stride / 2, hd, o);
+      }
       j += b.n;
       continue;
     }
