@@ -217,38 +217,49 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
 
 // 16-bit weights: R rows (row_bytes apart) x T tokens of f32 activations, out[t * ldo + r]. Each
 // 8 weights are converted once in registers and used by the T tokens, each 8 activations are
-// loaded once for the R rows; one accumulator per (row, token), so every pair sees the same
-// operations in the same order for any R and T. Prefill: 2 x 6, 12 accumulators, enough
-// independent FMA chains to keep both FMA pipes busy (35 GMAC/s on one thread in kernels_bench
-// prefill64, against 25 for one row x 4 tokens with two accumulators each). Decode: 1 x 1; one row
-// streams the 262144-row BF16 LM head at 27 GB/s on two threads, two rows side by side (two FMA
-// chains) only at 21.
-template <bool kBf16, int R, int T>
+// loaded once (into a register) for the R rows. Every (row, token) pair sees the same operations
+// in the same order for any R and T. Two schemes, chosen by row length (avx2_row_kernel):
+//  * short rows (< kTwoChainLength): one FMA chain per pair; prefill tiles of 2 rows x 6 tokens
+//    (12 accumulators, 12 FMAs per 8 loads: 35 GMAC/s on one thread). Decode reads one row at a
+//    time and the out-of-order core overlaps consecutive rows' chains: the 270M BF16 LM head
+//    streams at 27 GB/s on two threads;
+//  * long rows: two chains per pair, the even and the odd groups of 8 (one chain waited on the
+//    FMA latency: 4B BF16 decode 3.1 tok/s; splitting rows in halves instead read two streams per
+//    row, which the 1B LM head did not like); prefill tiles of 2 rows x 3 tokens keep both chains
+//    in the 12 registers.
+constexpr int64_t kTwoChainLength = 1024;
+
+template <bool kBf16, bool kTwoChains, int R, int T>
 GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint8_t* act,
                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
   const float* x[T];
-  __m256 acc[R][T];
   for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * act_stride);
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= k; i += 8) {
+  const int64_t groups = k / 8;  // whole groups of 8
+  // acc += the products of group g for every (row, token) pair.
+  const auto step = [&](int64_t g, __m256(&acc)[R][T]) GEMMAX_AVX2 {
     __m256 wv[R];
     for (int r = 0; r < R; ++r) {
-      const uint8_t* wr = w + r * row_bytes + 2 * i;
-      if (i % 32 == 0) prefetch_ahead(wr);  // one 64-byte line per 32 weights
+      const uint8_t* wr = w + r * row_bytes + 16 * g;
+      if (g % 4 == 0) prefetch_ahead(wr);  // one 64-byte line per 32 weights
       wv[r] = load8_half<kBf16>(wr);
     }
     for (int t = 0; t < T; ++t) {
-      __m256 xv = _mm256_loadu_ps(x[t] + i);
+      __m256 xv = _mm256_loadu_ps(x[t] + 8 * g);
       if constexpr (R > 1) asm("" : "+x"(xv));  // load once for the R rows, not once per FMA
       for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
     }
-  }
+  };
+  __m256 even[R][T], odd[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) even[r][t] = odd[r][t] = _mm256_setzero_ps();
+  int64_t g = 0;
+  if constexpr (kTwoChains)
+    for (; g + 2 <= groups; g += 2) step(g, even), step(g + 1, odd);
+  for (; g < groups; ++g) step(g, even);
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
-      float s = hsum(acc[r][t]);
-      for (int64_t j = i; j < k; ++j) {
+      float s = hsum(kTwoChains ? _mm256_add_ps(even[r][t], odd[r][t]) : even[r][t]);
+      for (int64_t j = 8 * groups; j < k; ++j) {
         uint16_t h;
         std::memcpy(&h, w + r * row_bytes + 2 * j, 2);
         s += (kBf16 ? bf16_to_f32(h) : f16_to_f32(h)) * x[t][j];
@@ -612,9 +623,12 @@ RowKernel row_tiled_kernel() {
 }
 
 template <bool kBf16>
-RowKernel half_kernel() {
-  return tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, 1, 1>, tile_half<kBf16, 1, 6>,
-                      tile_half<kBf16, 2, 6>>();
+RowKernel half_kernel(int64_t cols) {
+  if (cols >= kTwoChainLength)
+    return tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
+                        tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
+  return tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
+                      tile_half<kBf16, false, 1, 6>, tile_half<kBf16, false, 2, 6>>();
 }
 
 }  // namespace
@@ -625,14 +639,14 @@ float avx2_dot_f32_f16(const float* a, const uint16_t* b, int64_t k) {
   return dot_f32_f16_avx2(a, b, k);
 }
 
-RowKernel avx2_row_kernel(DType t) {
+RowKernel avx2_row_kernel(DType t, int64_t cols) {
   switch (t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
     case DType::kF16:
-      return half_kernel<false>();
+      return half_kernel<false>(cols);
     case DType::kBF16:
-      return half_kernel<true>();
+      return half_kernel<true>(cols);
     case DType::kQ4_0:
       return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q4_0, 1>, tile_quads<Q4_0, 8>>();
     case DType::kQ4_1:

@@ -201,6 +201,32 @@ TEST_P(MatmulTest, TokensDoNotDependOnTheirBatch) {
   }
 }
 
+// F16/BF16 rows of 1024+ elements use two FMA chains per (row, token) and 2-row x 3-token prefill
+// tiles: 1035 = 129 groups of 8 (an odd last group) and a 3-element tail; 13 tokens = four 3-token
+// tiles and a leftover; 5 rows = two 2-row tiles and a leftover row. Each
+// token must equal that token alone, bit for bit, and the reference within f32 rounding.
+TEST(Matmul, LongHalfPrecisionRowsDoNotDependOnTheirBatch) {
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  const KernelPath saved = kernel_path();
+  set_kernel_path(KernelPath::kAvx2);
+  std::mt19937 rng(17);
+  const int64_t cols = 1035, n = 13, rows = 5;
+  ThreadPool pool(2);
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    const Weights w = random_weights(t, rows, cols, rng);
+    const std::vector<float> x = random_x(n * cols, rng);
+    std::vector<float> batch(n * rows), alone(rows);
+    matmul(x.data(), n, w.view, batch.data(), &pool);
+    for (int64_t tok = 0; tok < n; ++tok) {
+      matmul(x.data() + tok * cols, 1, w.view, alone.data(), &pool);
+      EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + tok * rows, rows * sizeof(float)))
+          << dtype_name(t) << " token " << tok;
+    }
+    expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
+  }
+  set_kernel_path(saved);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
                                            DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
@@ -350,7 +376,7 @@ TEST(Matmul, QuadActivationsLayoutAndExactKernels) {
     }
     for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0}) {
       const Weights w = random_weights(t, 3, k, rng);
-      const detail::RowKernel kn = detail::avx2_row_kernel(t);
+      const detail::RowKernel kn = detail::avx2_row_kernel(t, k);
       ASSERT_EQ(kn.act, detail::ActFormat::kA8Quad);
       std::vector<float> wf(static_cast<size_t>(k));
       for (int64_t r = 0; r < 3; ++r) {
