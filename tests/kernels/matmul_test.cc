@@ -182,6 +182,19 @@ TEST_P(MatmulTest, PoolDoesNotChangeResults) {
 // tokens, L1 token blocks): the server promises identical greedy output alone or in a batch. 37
 // tokens on 301 rows cover several token blocks and a leftover; each must equal that token alone,
 // bit for bit.
+// Each of the n tokens of x through w in one call must equal that token alone, bit for bit.
+void expect_tokens_match_alone(const TensorView& w, const std::vector<float>& x, int64_t n,
+                               ThreadPool* pool, const std::string& what) {
+  const int64_t rows = w.rows(), cols = w.cols();
+  std::vector<float> batch(n * rows), alone(rows);
+  matmul(x.data(), n, w, batch.data(), pool);
+  for (int64_t tok = 0; tok < n; ++tok) {
+    matmul(x.data() + tok * cols, 1, w, alone.data(), pool);
+    EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + tok * rows, rows * sizeof(float)))
+        << what << " token " << tok;
+  }
+}
+
 TEST_P(MatmulTest, TokensDoNotDependOnTheirBatch) {
   const DType t = GetParam();
   std::mt19937 rng(8);
@@ -191,20 +204,14 @@ TEST_P(MatmulTest, TokensDoNotDependOnTheirBatch) {
   ThreadPool pool(2);
   for (KernelPath path : paths()) {
     set_kernel_path(path);
-    std::vector<float> batch(n * rows), alone(rows);
-    matmul(x.data(), n, w.view, batch.data(), &pool);
-    for (int64_t tok = 0; tok < n; ++tok) {
-      matmul(x.data() + tok * cols, 1, w.view, alone.data(), &pool);
-      EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + tok * rows, rows * sizeof(float)))
-          << kernel_path_name(path) << " token " << tok;
-    }
+    expect_tokens_match_alone(w.view, x, n, &pool, kernel_path_name(path));
   }
 }
 
 // F16/BF16 rows of 1024+ elements use two FMA chains per (row, token) and 2-row x 3-token prefill
 // tiles: 1035 = 129 groups of 8 (an odd last group) and a 3-element tail; 13 tokens = four 3-token
-// tiles and a leftover; 5 rows = two 2-row tiles and a leftover row. Each
-// token must equal that token alone, bit for bit, and the reference within f32 rounding.
+// tiles and a leftover; 5 rows = two 2-row tiles and a leftover row. Each token must equal that
+// token alone, bit for bit, and the reference within f32 rounding.
 TEST(Matmul, LongHalfPrecisionRowsDoNotDependOnTheirBatch) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   const KernelPath saved = kernel_path();
@@ -215,13 +222,7 @@ TEST(Matmul, LongHalfPrecisionRowsDoNotDependOnTheirBatch) {
   for (DType t : {DType::kBF16, DType::kF16}) {
     const Weights w = random_weights(t, rows, cols, rng);
     const std::vector<float> x = random_x(n * cols, rng);
-    std::vector<float> batch(n * rows), alone(rows);
-    matmul(x.data(), n, w.view, batch.data(), &pool);
-    for (int64_t tok = 0; tok < n; ++tok) {
-      matmul(x.data() + tok * cols, 1, w.view, alone.data(), &pool);
-      EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + tok * rows, rows * sizeof(float)))
-          << dtype_name(t) << " token " << tok;
-    }
+    expect_tokens_match_alone(w.view, x, n, &pool, std::string(dtype_name(t)));
     expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
   }
   set_kernel_path(saved);
