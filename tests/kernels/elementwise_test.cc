@@ -22,21 +22,6 @@ std::vector<float> random_vec(int64_t n, unsigned seed, float scale = 1.0f) {
   return v;
 }
 
-TEST(Elementwise, RmsNormMatchesDouble) {
-  const int64_t n = 640;
-  const auto x = random_vec(n, 1, 3.0f), gamma = random_vec(n, 2);
-  std::vector<float> out(n);
-  rms_norm(x.data(), gamma.data(), n, 1e-6f, out.data());
-  double ss = 0;
-  for (float v : x) ss += static_cast<double>(v) * v;
-  const double scale = 1.0 / std::sqrt(ss / n + 1e-6);
-  // A sequential f32 sum of n squares is within n * 2^-24 (~4e-5) relative; the sqrt halves that.
-  for (int64_t i = 0; i < n; ++i) {
-    const double want = x[i] * scale * gamma[i];
-    EXPECT_NEAR(out[i], want, 3e-5 * std::fabs(want) + 1e-30) << i;
-  }
-}
-
 TEST(Elementwise, RmsNormInPlace) {
   const auto x = random_vec(64, 3), gamma = random_vec(64, 4);
   std::vector<float> separate(64), in_place = x;
@@ -86,6 +71,28 @@ struct PathGuard {
   KernelPath saved = kernel_path();
   ~PathGuard() { set_kernel_path(saved); }
 };
+
+// On every path; 645 = vector blocks and a scalar tail on the AVX2 path.
+TEST(Elementwise, RmsNormMatchesDouble) {
+  PathGuard guard;
+  const int64_t n = 645;
+  const auto x = random_vec(n, 1, 3.0f), gamma = random_vec(n, 2);
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  const double scale = 1.0 / std::sqrt(ss / n + 1e-6);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    std::vector<float> out(n);
+    rms_norm(x.data(), gamma.data(), n, 1e-6f, out.data());
+    // A sequential f32 sum of n squares is within n * 2^-24 (~4e-5) relative (the lane sums of the
+    // AVX2 path less); the sqrt halves that.
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = x[i] * scale * gamma[i];
+      EXPECT_NEAR(out[i], want, 3e-5 * std::fabs(want) + 1e-30)
+          << kernel_path_name(path) << " " << i;
+    }
+  }
+}
 
 // The gated form on every path: the scalar path is gelu_tanh (libm tanh) bit for bit; the AVX2
 // path evaluates g / (1 + e^(-2u)) with a vector exp, so it is held to the double formula: 4e-6
