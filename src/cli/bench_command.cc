@@ -74,11 +74,10 @@ struct RunResult {
 // One prefill of `prompt_tokens` random ids (in one step, like llama.cpp's batch) followed by
 // `gen_tokens` single-token decode steps, each fed a random id (the speed does not depend on
 // which).
-RunResult run_once(Gemma3Model& model, const BenchOptions& o, std::mt19937& rng) {
+RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, std::mt19937& rng) {
   const Gemma3Config& cfg = model.config();
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(cfg.vocab_size - 1));
-  PagedKVCache cache =
-      single_sequence_cache(model, o.prompt_tokens + o.gen_tokens, parse_kv_dtype(o.kv_dtype));
+  PagedKVCache cache = single_sequence_cache(model, o.prompt_tokens + o.gen_tokens, kv_dtype);
   const SeqId seq = cache.add_sequence();
   std::vector<int32_t> prompt(o.prompt_tokens);
   for (int32_t& t : prompt) t = id(rng);
@@ -174,6 +173,7 @@ void run_bandwidth(const BenchOptions& o) {
 void run_model(const BenchOptions& o) {
   if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.repeat < 1)
     throw std::invalid_argument("--prompt-tokens, --gen-tokens and --repeat must be at least 1");
+  const DType kv_dtype = parse_kv_dtype(o.kv_dtype);  // before the model loads: fail fast
   LoadedModel m = load_model(o.model, o.threads, false);
   if (o.prompt_tokens + o.gen_tokens > m.model->config().max_position_embeddings)
     throw std::invalid_argument("--prompt-tokens + --gen-tokens exceed the model's context");
@@ -182,11 +182,11 @@ void run_model(const BenchOptions& o) {
     BenchOptions w = o;
     w.prompt_tokens = std::min(16, o.prompt_tokens);
     w.gen_tokens = std::min(4, o.gen_tokens);
-    run_once(*m.model, w, rng);
+    run_once(*m.model, w, kv_dtype, rng);
   }
   std::vector<double> prefill, decode;
   for (int i = 0; i < o.repeat; ++i) {
-    const RunResult r = run_once(*m.model, o, rng);
+    const RunResult r = run_once(*m.model, o, kv_dtype, rng);
     prefill.push_back(r.prefill_tps);
     decode.push_back(r.decode_tps);
   }

@@ -10,14 +10,9 @@
 namespace gemmax {
 
 void rms_norm(const float* x, const float* gamma, int64_t n, float eps, float* out) {
-  // The AVX2 path sums the squares in 32 lanes (a sequential f32 sum is one dependent chain of n
-  // additions: ~2% of a 270M prefill).
-  float sum_sq = 0.0f;
-  if (kernel_path() == KernelPath::kAvx2) {
-    sum_sq = detail::sum_squares_avx2(x, n);
-  } else {
-    for (int64_t i = 0; i < n; ++i) sum_sq += x[i] * x[i];
-  }
+  // dot_f32 sums the squares in independent partial sums (32 lanes on AVX2): a sequential f32 sum
+  // is one dependent chain of n additions (~2% of a 270M prefill).
+  const float sum_sq = dot_f32(x, x, n);
   const float scale = 1.0f / std::sqrt(sum_sq / static_cast<float>(n) + eps);
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * gamma[i];
 }

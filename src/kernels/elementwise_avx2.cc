@@ -108,26 +108,6 @@ GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
   for (; i < n; ++i) x[i] *= 1.0f / sum;
 }
 
-// sum x[i]^2 in 4 x 8 lanes (then the lanes, then a scalar tail).
-GEMMAX_AVX2 float sum_squares_avx2(const float* x, int64_t n) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int j = 0; j < 4; ++j) {
-      const __m256 v = _mm256_loadu_ps(x + i + 8 * j);
-      acc[j] = _mm256_fmadd_ps(v, v, acc[j]);
-    }
-  }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    acc[0] = _mm256_fmadd_ps(v, v, acc[0]);
-  }
-  float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-  for (; i < n; ++i) s += x[i] * x[i];
-  return s;
-}
-
 GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;

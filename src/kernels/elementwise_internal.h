@@ -6,7 +6,6 @@
 
 namespace gemmax::detail {
 
-float sum_squares_avx2(const float* x, int64_t n);
 void gelu_tanh_gated_avx2(const float* gate, const float* up, int64_t n, float* out);
 void softmax_avx2(float* x, int64_t n);
 void axpy_avx2(float a, const float* x, int64_t n, float* y);
