@@ -68,19 +68,22 @@ def table(a, rows):
         f"{os.cpu_count()} CPUs.",
         "",
         "| model | gemmax prefill tok/s | llama.cpp prefill tok/s | ratio | gemmax decode tok/s "
-        "| llama.cpp decode tok/s | ratio | weight MB/token | decode bound tok/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| llama.cpp decode tok/s | ratio | weight + KV MB/token | decode bound tok/s | gemmax / bound |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, runs, bw in rows:
         gp, lp = stats(runs["gemmax"], "prefill_tokens_per_s"), stats(runs["llama.cpp"], "prefill_tokens_per_s")
         gd, ld = stats(runs["gemmax"], "decode_tokens_per_s"), stats(runs["llama.cpp"], "decode_tokens_per_s")
-        wb = next((r["weight_bytes_per_token"] for r in runs["gemmax"] if r), None)
-        bound = f"{bw / wb:.1f}" if wb and bw else "-"
-        lines.append(f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
-                     f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} | "
-                     f"{wb / 1e6:.1f} | {bound} |" if wb else
-                     f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
-                     f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} | - | - |")
+        first = next((r for r in runs["gemmax"] if r), None)
+        head = (f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
+                f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} |")
+        if first is None or not bw:
+            lines.append(head + " - | - | - |")
+            continue
+        wb, kb = first["weight_bytes_per_token"], first.get("kv_bytes_per_token", 0)
+        bound = bw / (wb + kb)
+        share = f"{100 * gd[0] / bound:.0f}%" if gd else "-"
+        lines.append(head + f" {wb / 1e6:.1f} + {kb / 1e6:.1f} | {bound:.1f} | {share} |")
     lines += ["", "Memory and load time (same runs, medians): peak RSS in MiB (llama.cpp: the process's peak "
               "minus what the Python interpreter held before loading the model) and load seconds.", "",
               "| model | gemmax peak RSS MiB | llama.cpp peak RSS MiB | gemmax load s | llama.cpp load s |",
@@ -113,7 +116,8 @@ def main():
         print(f"{m}:", file=sys.stderr)
         rows.append((m, measure(a, m), bandwidth))
     text = table(a, rows) + (f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth`): "
-                             f"{bandwidth / 1e9:.2f} GB/s; decode bound = bandwidth / weight bytes per token.")
+                             f"{bandwidth / 1e9:.2f} GB/s; decode bound = bandwidth / (weight bytes + mean KV bytes "
+                             f"read per decoded token, at gemmax's KV type).")
     print(text)
     if a.readme:
         doc = open(a.readme).read()

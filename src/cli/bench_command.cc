@@ -67,6 +67,19 @@ int64_t weight_bytes_per_token(const Gemma3Weights& w) {
   return total;
 }
 
+// Bytes of K and V one decode step reads, averaged over the `gen` steps that follow a `prompt`-token
+// prefill: the step at position p reads p + 1 cached positions per layer (at most the window on
+// sliding layers), K and V of every KV head. The decode bound counts these with the weights.
+int64_t kv_bytes_per_token(const Gemma3Config& c, DType kv_dtype, int prompt, int gen) {
+  const int64_t per_position = 2 * c.num_key_value_heads * dtype_row_bytes(kv_dtype, c.head_dim);
+  int64_t total = 0;
+  for (int64_t p = prompt; p < prompt + gen; ++p)
+    for (int layer = 0; layer < c.num_hidden_layers; ++layer)
+      total += per_position *
+               (c.layer_is_sliding[layer] ? std::min<int64_t>(p + 1, c.sliding_window) : p + 1);
+  return total / gen;
+}
+
 struct RunResult {
   double prefill_tps = 0, decode_tps = 0;
 };
@@ -152,12 +165,15 @@ void run_bandwidth(const BenchOptions& o) {
   const double bw1 = read_bandwidth(buf, 1), bwn = read_bandwidth(buf, threads);
   nlohmann::json j{
       {"read_bytes_per_s_1_thread", bw1}, {"read_bytes_per_s", bwn}, {"threads", threads}};
-  int64_t per_token = 0;
+  int64_t per_token = 0, kv_per_token = 0;
   if (!o.model.empty()) {
+    const DType kv_dtype = parse_kv_dtype(o.kv_dtype);
     LoadedModel m = load_model(o.model, 1, false);
     per_token = weight_bytes_per_token(m.checkpoint->weights());
+    kv_per_token = kv_bytes_per_token(m.model->config(), kv_dtype, o.prompt_tokens, o.gen_tokens);
     j["weight_bytes_per_token"] = per_token;
-    j["decode_bound_tokens_per_s"] = bwn / static_cast<double>(per_token);
+    j["kv_bytes_per_token"] = kv_per_token;
+    j["decode_bound_tokens_per_s"] = bwn / static_cast<double>(per_token + kv_per_token);
   }
   if (o.json) {
     fmt::print("{}\n", j.dump());
@@ -166,8 +182,11 @@ void run_bandwidth(const BenchOptions& o) {
   fmt::print("read bandwidth: {:.2f} GB/s (1 thread), {:.2f} GB/s ({} threads)\n", bw1 / 1e9,
              bwn / 1e9, threads);
   if (per_token > 0)
-    fmt::print("weights per decoded token: {:.1f} MB -> decode bound {:.1f} tokens/s\n",
-               per_token / 1e6, bwn / static_cast<double>(per_token));
+    fmt::print(
+        "per decoded token: {:.1f} MB of weights + {:.1f} MB of {} KV ({} + {} tokens) -> decode "
+        "bound {:.1f} tokens/s\n",
+        per_token / 1e6, kv_per_token / 1e6, o.kv_dtype, o.prompt_tokens, o.gen_tokens,
+        bwn / static_cast<double>(per_token + kv_per_token));
 }
 
 void run_model(const BenchOptions& o) {
@@ -191,6 +210,8 @@ void run_model(const BenchOptions& o) {
     decode.push_back(r.decode_tps);
   }
   const int64_t per_token = weight_bytes_per_token(m.checkpoint->weights());
+  const int64_t kv_per_token =
+      kv_bytes_per_token(m.model->config(), kv_dtype, o.prompt_tokens, o.gen_tokens);
   nlohmann::json j{{"model", m.checkpoint->path()},
                    {"threads", o.threads > 0 ? o.threads : ThreadPool(0).size()},
                    {"prompt_tokens", o.prompt_tokens},
@@ -202,7 +223,9 @@ void run_model(const BenchOptions& o) {
                    {"decode_runs", decode},
                    {"peak_rss_bytes", peak_rss_bytes()},
                    {"load_seconds", m.load_seconds},
-                   {"weight_bytes_per_token", per_token}};
+                   {"weight_bytes_per_token", per_token},
+                   {"kv_bytes_per_token", kv_per_token},
+                   {"kv_dtype", o.kv_dtype}};
   if (o.json) {
     fmt::print("{}\n", j.dump());
     return;
@@ -211,8 +234,10 @@ void run_model(const BenchOptions& o) {
              o.prompt_tokens, o.repeat);
   fmt::print("decode:  {:.2f} tokens/s ({} tokens, median of {})\n", median(decode), o.gen_tokens,
              o.repeat);
-  fmt::print("load: {:.3f} s, peak RSS: {:.1f} MiB, weights per decoded token: {:.1f} MB\n",
-             m.load_seconds, peak_rss_bytes() / 1048576.0, per_token / 1e6);
+  fmt::print("load: {:.3f} s, peak RSS: {:.1f} MiB\n", m.load_seconds,
+             peak_rss_bytes() / 1048576.0);
+  fmt::print("read per decoded token: {:.1f} MB of weights + {:.1f} MB of {} KV cache (mean)\n",
+             per_token / 1e6, kv_per_token / 1e6, o.kv_dtype);
 }
 
 }  // namespace
