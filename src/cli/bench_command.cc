@@ -67,9 +67,10 @@ int64_t weight_bytes_per_token(const Gemma3Weights& w) {
   return total;
 }
 
-// Bytes of K and V one decode step reads, averaged over the `gen` steps that follow a `prompt`-token
-// prefill: the step at position p reads p + 1 cached positions per layer (at most the window on
-// sliding layers), K and V of every KV head. The decode bound counts these with the weights.
+// Bytes of K and V one decode step reads, averaged over the `gen` steps that follow a
+// `prompt`-token prefill: the step at position p reads p + 1 cached positions per layer (at most
+// the window on sliding layers), K and V of every KV head. The decode bound counts these
+// with the weights.
 int64_t kv_bytes_per_token(const Gemma3Config& c, DType kv_dtype, int prompt, int gen) {
   const int64_t per_position = 2 * c.num_key_value_heads * dtype_row_bytes(kv_dtype, c.head_dim);
   int64_t total = 0;

@@ -17,17 +17,23 @@ void rms_norm(const float* x, const float* gamma, int64_t n, float eps, float* o
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * gamma[i];
 }
 
-void rope_rotate_half(float* x, int64_t head_dim, float pos, const float* inv_freq) {
-  const int64_t half = head_dim / 2;
+void rope_cos_sin(float pos, const float* inv_freq, int64_t half, float* cos_sin) {
   for (int64_t i = 0; i < half; ++i) {
-    // The angle is computed in f32 as transformers does (inv_freq and positions are f32 there).
-    const float angle = pos * inv_freq[i];
-    const float c = std::cos(angle);
-    const float s = std::sin(angle);
+    const float angle = pos * inv_freq[i];  // f32, as transformers (f32 inv_freq and positions)
+    cos_sin[i] = std::cos(angle);
+    cos_sin[half + i] = std::sin(angle);
+  }
+}
+
+void rope_rotate_half(float* x, int64_t head_dim, const float* cos_sin) {
+  const int64_t half = head_dim / 2;
+  const float* c = cos_sin;
+  const float* s = cos_sin + half;
+  for (int64_t i = 0; i < half; ++i) {
     const float a = x[i];
     const float b = x[i + half];
-    x[i] = a * c - b * s;
-    x[i + half] = b * c + a * s;
+    x[i] = a * c[i] - b * s[i];
+    x[i + half] = b * c[i] + a * s[i];
   }
 }
 

@@ -9,9 +9,13 @@ namespace gemmax {
 // Gemma's (1 + w) is folded into gamma by the caller. `out` may alias `x`.
 void rms_norm(const float* x, const float* gamma, int64_t n, float eps, float* out);
 
-// Rotate-half RoPE on one head vector of `head_dim` elements, in place: pairs (i, i + head_dim/2)
-// rotated by angle pos * inv_freq[i], inv_freq has head_dim/2 entries.
-void rope_rotate_half(float* x, int64_t head_dim, float pos, const float* inv_freq);
+// RoPE angles of one position: cos_sin[i] = cos(pos * inv_freq[i]), cos_sin[half + i] = sin(...),
+// i < half, the angle computed in f32 as transformers does. A token's heads share one table.
+void rope_cos_sin(float pos, const float* inv_freq, int64_t half, float* cos_sin);
+
+// Rotate-half RoPE on one head vector of `head_dim` elements, in place: pair (i, i + head_dim/2)
+// rotated by the angle whose cos and sin rope_cos_sin put in cos_sin (head_dim entries).
+void rope_rotate_half(float* x, int64_t head_dim, const float* cos_sin);
 
 // gelu with the tanh approximation (PyTorch's approximate="tanh"), gated: out[i] = gelu(gate[i]) *
 // up[i].

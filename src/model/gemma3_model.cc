@@ -155,17 +155,19 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   const float* inv_freq =
       config_.layer_is_sliding[layer] ? inv_freq_local_.data() : inv_freq_global_.data();
   pool_.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> cos_sin;  // one table per token, shared by its heads
+    cos_sin.resize(hd);
     for (int64_t t = t0; t < t1; ++t) {
-      const float p = static_cast<float>(pos[t]);
+      rope_cos_sin(static_cast<float>(pos[t]), inv_freq, hd / 2, cos_sin.data());
       for (int64_t head = 0; head < nh; ++head) {
         float* q = s_.q.data() + (t * nh + head) * hd;
         rms_norm(q, w.q_norm.data(), hd, eps, q);
-        rope_rotate_half(q, hd, p, inv_freq);
+        rope_rotate_half(q, hd, cos_sin.data());
       }
       for (int64_t head = 0; head < nkv; ++head) {
         float* k = s_.k.data() + (t * nkv + head) * hd;
         rms_norm(k, w.k_norm.data(), hd, eps, k);
-        rope_rotate_half(k, hd, p, inv_freq);
+        rope_rotate_half(k, hd, cos_sin.data());
       }
     }
   });

@@ -36,7 +36,9 @@ TEST(Elementwise, RopeRotatesPairsByPosTimesInvFreq) {
   for (int64_t i = 0; i < half; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
   const auto x0 = random_vec(head_dim, 5);
   auto x = x0;
-  rope_rotate_half(x.data(), head_dim, 37.0f, inv_freq.data());
+  std::vector<float> cos_sin(head_dim);
+  rope_cos_sin(37.0f, inv_freq.data(), half, cos_sin.data());
+  rope_rotate_half(x.data(), head_dim, cos_sin.data());
   for (int64_t i = 0; i < half; ++i) {
     const double angle = static_cast<double>(37.0f * inv_freq[i]);  // f32 angle, as documented
     const double a = x0[i], b = x0[i + half];
@@ -45,7 +47,8 @@ TEST(Elementwise, RopeRotatesPairsByPosTimesInvFreq) {
     EXPECT_NEAR(x[i + half], b * std::cos(angle) + a * std::sin(angle), 1e-5) << i;
   }
   auto same = x0;
-  rope_rotate_half(same.data(), head_dim, 0.0f, inv_freq.data());
+  rope_cos_sin(0.0f, inv_freq.data(), half, cos_sin.data());
+  rope_rotate_half(same.data(), head_dim, cos_sin.data());
   EXPECT_EQ(same, x0);  // position 0 is the identity
 }
 
