@@ -5,7 +5,6 @@
 
 #include "kernels/elementwise_internal.h"
 #include "kernels/matmul.h"
-#include "tensor/half.h"
 
 namespace gemmax {
 
@@ -78,21 +77,6 @@ float exp_sub_sum(float* x, int64_t n, float shift) {
 void axpy(float a, const float* x, int64_t n, float* y) {
   if (kernel_path() == KernelPath::kAvx2) return detail::axpy_avx2(a, x, n, y);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-void accumulate_rows(const float* w, const float* rows, int64_t n_rows, int64_t stride, int64_t n,
-                     float* out) {
-  if (kernel_path() == KernelPath::kAvx2)
-    return detail::accumulate_rows_avx2(w, rows, n_rows, stride, n, out);
-  for (int64_t j = 0; j < n_rows; ++j) axpy(w[j], rows + j * stride, n, out);
-}
-
-void accumulate_rows_f16(const float* w, const uint16_t* rows, int64_t n_rows, int64_t stride,
-                         int64_t n, float* out) {
-  if (kernel_path() == KernelPath::kAvx2)
-    return detail::accumulate_rows_f16_avx2(w, rows, n_rows, stride, n, out);
-  for (int64_t j = 0; j < n_rows; ++j)
-    for (int64_t d = 0; d < n; ++d) out[d] += w[j] * f16_to_f32(rows[j * stride + d]);
 }
 
 }  // namespace gemmax

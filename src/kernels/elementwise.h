@@ -34,15 +34,6 @@ float exp_sub_sum(float* x, int64_t n, float shift);
 // y[i] += a * x[i] (attention's weighted sum of values).
 void axpy(float a, const float* x, int64_t n, float* y);
 
-// out[d] += sum_j w[j] * rows[j * stride + d] for j = 0..n_rows-1 in order, d < n: the same result
-// as n_rows axpy calls, bit for bit, with out kept in registers on the AVX2 path.
-void accumulate_rows(const float* w, const float* rows, int64_t n_rows, int64_t stride, int64_t n,
-                     float* out);
-
-// The same with f16 rows (an F16 KV cache's values), converted in registers.
-void accumulate_rows_f16(const float* w, const uint16_t* rows, int64_t n_rows, int64_t stride,
-                         int64_t n, float* out);
-
 // gelu_tanh_gated, softmax and axpy use AVX2 on the avx2 kernel path (kernels/matmul.h): the
 // vector exp is within a few ulp of libm, see tests/kernels/elementwise_test.cc.
 

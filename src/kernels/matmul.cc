@@ -15,7 +15,6 @@
 #include "kernels/cpu_features.h"
 #include "kernels/dequantize.h"
 #include "kernels/matmul_internal.h"
-#include "tensor/half.h"
 
 namespace gemmax {
 namespace {
@@ -74,19 +73,14 @@ void check_operands(const char* fn, const float* x, int64_t n_tokens, const Tens
   }
 }
 
-float to_f32(float v) { return v; }
-float to_f32(uint16_t h) { return f16_to_f32(h); }
-
-// Portable dot with 8 independent partial sums (shorter dependency chains, less rounding drift);
-// b is f32, or f16 (an F16 KV cache's keys).
-template <class B>
-float dot_f32_scalar(const float* a, const B* b, int64_t k) {
+// Portable dot with 8 independent partial sums (shorter dependency chains, less rounding drift).
+float dot_f32_scalar(const float* a, const float* b, int64_t k) {
   float acc[8] = {};
   int64_t i = 0;
   for (; i + 8 <= k; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * to_f32(b[i + j]);
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
   }
-  for (; i < k; ++i) acc[0] += a[i] * to_f32(b[i]);
+  for (; i < k; ++i) acc[0] += a[i] * b[i];
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
@@ -257,11 +251,6 @@ void set_kernel_path(KernelPath path) {
 
 float dot_f32(const float* a, const float* b, int64_t n) {
   return kernel_path() == KernelPath::kAvx2 ? detail::avx2_dot_f32(a, b, n)
-                                            : dot_f32_scalar(a, b, n);
-}
-
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
-  return kernel_path() == KernelPath::kAvx2 ? detail::avx2_dot_f32_f16(a, b, n)
                                             : dot_f32_scalar(a, b, n);
 }
 

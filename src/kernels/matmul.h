@@ -33,10 +33,6 @@ void matmul_reference(const float* x, int64_t n_tokens, const TensorView& w, flo
 // attention scores use it.
 float dot_f32(const float* a, const float* b, int64_t n);
 
-// sum_i a[i] * f16(b[i]): the attention scores over an F16 KV cache (the same accumulation scheme
-// as dot_f32, with b converted in registers).
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
-
 // Which implementation matmul() uses. kAvx2 quantizes the activations of block-quantized weights to
 // int8 (per 32 or 256 elements) and uses integer dot products; F32/F16/BF16 weights stay in f32.
 // kScalar is portable plain C++ (dequantize a row, f32 dot) and is always available.

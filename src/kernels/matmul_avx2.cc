@@ -162,29 +162,20 @@ GEMMAX_AVX2 inline __m256i expand_bits(uint32_t bits) {
 
 // ---- f32 / f16 / bf16 weights with f32 activations ----
 
-// 8 (or 1) elements of the second operand of a dot product as f32: f32 as it is, f16 (an F16 KV
-// cache's keys) converted in registers.
-GEMMAX_AVX2 inline __m256 load8_f32(const float* p) { return _mm256_loadu_ps(p); }
-GEMMAX_AVX2 inline __m256 load8_f32(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-GEMMAX_AVX2 inline float load1_f32(float v) { return v; }
-GEMMAX_AVX2 inline float load1_f32(uint16_t h) { return _cvtsh_ss(h); }
-
 // sum_i a[i] * b[i] with four 8-lane accumulators, then the lanes, then a scalar tail.
-template <class B>
-GEMMAX_AVX2 float dot_f32_avx2(const float* a, const B* b, int64_t k) {
+GEMMAX_AVX2 float dot_f32_avx2(const float* a, const float* b, int64_t k) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
   int64_t i = 0;
   for (; i + 32 <= k; i += 32) {
     for (int j = 0; j < 4; ++j)
-      acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * j), load8_f32(b + i + 8 * j), acc[j]);
+      acc[j] =
+          _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * j), _mm256_loadu_ps(b + i + 8 * j), acc[j]);
   }
   for (; i + 8 <= k; i += 8)
-    acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8_f32(b + i), acc[0]);
+    acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
   float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-  for (; i < k; ++i) s += a[i] * load1_f32(b[i]);
+  for (; i < k; ++i) s += a[i] * b[i];
   return s;
 }
 
@@ -625,10 +616,6 @@ RowKernel half_kernel(int64_t cols) {
 }  // namespace
 
 float avx2_dot_f32(const float* a, const float* b, int64_t k) { return dot_f32_avx2(a, b, k); }
-
-float avx2_dot_f32_f16(const float* a, const uint16_t* b, int64_t k) {
-  return dot_f32_avx2(a, b, k);
-}
 
 RowKernel avx2_row_kernel(DType t, int64_t cols) {
   switch (t) {

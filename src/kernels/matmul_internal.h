@@ -72,7 +72,6 @@ RowKernel avx2_row_kernel(DType t, int64_t cols);
 
 // f32 dot product with AVX2/FMA (used after dequantizing formats without a specialised kernel).
 float avx2_dot_f32(const float* a, const float* b, int64_t k);
-float avx2_dot_f32_f16(const float* a, const uint16_t* b, int64_t k);
 
 // Bytes of one prepared activation row of k elements.
 size_t act_row_bytes(ActFormat f, int64_t k);

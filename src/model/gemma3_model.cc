@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/attention_kernels.h"
 #include "kernels/dequantize.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
@@ -287,19 +288,20 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   const float* q = s_.q.data() + (t * nh + first_head) * hd;
   int64_t j = 0;
   for (const KVBlock& b : blocks) {
-    for (int64_t i = 0; i < b.n; ++i, ++j) {
-      const std::byte* kp = b.k + i * kv_stride + kv_off;
-      if (f16_kv) {  // converted in registers
-        const auto* k = reinterpret_cast<const uint16_t*>(kp);
-        for (int64_t h = 0; h < n_heads; ++h)
-          scores[h * n_keys + j] = dot_f32_f16(q + h * hd, k, hd) * scaling;
-        continue;
+    const std::byte* k = b.k + kv_off;
+    if (f32_kv) {  // a page's rows are equally spaced: one call per block for all the heads
+      attention_scores(q, n_heads, hd, reinterpret_cast<const float*>(k), kv_stride / 4, b.n,
+                       scaling, scores.data() + j, n_keys);
+    } else if (f16_kv) {  // converted in registers
+      attention_scores(q, n_heads, hd, reinterpret_cast<const uint16_t*>(k), kv_stride / 2, b.n,
+                       scaling, scores.data() + j, n_keys);
+    } else {
+      for (int64_t i = 0; i < b.n; ++i) {
+        dequantize_row(kv_dtype, k + i * kv_stride, row.data(), hd);
+        attention_scores(q, n_heads, hd, row.data(), hd, 1, scaling, scores.data() + j + i, n_keys);
       }
-      if (!f32_kv) dequantize_row(kv_dtype, kp, row.data(), hd);
-      const float* k = f32_kv ? reinterpret_cast<const float*>(kp) : row.data();
-      for (int64_t h = 0; h < n_heads; ++h)
-        scores[h * n_keys + j] = dot_f32(q + h * hd, k, hd) * scaling;
     }
+    j += b.n;
   }
   for (int64_t h = 0; h < n_heads; ++h) {
     float* sc = scores.data() + h * n_keys;
@@ -310,24 +312,22 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   }
   j = 0;
   for (const KVBlock& b : blocks) {
-    if (f32_kv || f16_kv) {  // a page's rows are equally spaced: one pass per head over the block
-      const std::byte* v = b.v + kv_off;
-      for (int64_t h = 0; h < n_heads; ++h) {
-        const float* w = scores.data() + h * n_keys + j;
-        float* o = partial + h * head_stride + 2;
-        if (f32_kv)
-          accumulate_rows(w, reinterpret_cast<const float*>(v), b.n, kv_stride / 4, hd, o);
-        else
-          accumulate_rows_f16(w, reinterpret_cast<const uint16_t*>(v), b.n, kv_stride / 2, hd, o);
+    const std::byte* v = b.v + kv_off;
+    const float* w = scores.data() + j;
+    float* o = partial + 2;
+    if (f32_kv) {
+      attention_values(w, n_keys, n_heads, reinterpret_cast<const float*>(v), b.n, kv_stride / 4,
+                       hd, o, head_stride);
+    } else if (f16_kv) {
+      attention_values(w, n_keys, n_heads, reinterpret_cast<const uint16_t*>(v), b.n, kv_stride / 2,
+                       hd, o, head_stride);
+    } else {
+      for (int64_t i = 0; i < b.n; ++i) {
+        dequantize_row(kv_dtype, v + i * kv_stride, row.data(), hd);
+        attention_values(w + i, n_keys, n_heads, row.data(), 1, hd, hd, o, head_stride);
       }
-      j += b.n;
-      continue;
     }
-    for (int64_t i = 0; i < b.n; ++i, ++j) {
-      dequantize_row(kv_dtype, b.v + i * kv_stride + kv_off, row.data(), hd);
-      for (int64_t h = 0; h < n_heads; ++h)
-        axpy(scores[h * n_keys + j], row.data(), hd, partial + h * head_stride + 2);
-    }
+    j += b.n;
   }
 }
 

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "kernels/matmul.h"
-#include "tensor/half.h"
 
 namespace gemmax {
 namespace {
@@ -147,72 +146,6 @@ TEST(Elementwise, SoftcapBoundsValues) {
   for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_NEAR(x[i], 30.0 * std::tanh(x0[i] / 30.0), 2e-6 * 30.0) << i;
     EXPECT_LE(std::fabs(x[i]), 30.0f);
-  }
-}
-
-// accumulate_rows is n_rows axpy calls in order, bit for bit, on every path: 107 = three 32-float
-// slices, then a tail of 8 + 3 (vector and scalar axpy); rows 120 floats apart (the KV heads'
-// spacing in a page).
-TEST(Elementwise, AccumulateRowsEqualsAxpyInOrder) {
-  PathGuard guard;
-  const int64_t n = 107, stride = 120, n_rows = 5;
-  const auto rows = random_vec(n_rows * stride, 11), w = random_vec(n_rows, 12);
-  const auto out0 = random_vec(n, 13);
-  for (KernelPath path : paths()) {
-    set_kernel_path(path);
-    auto want = out0, got = out0;
-    for (int64_t j = 0; j < n_rows; ++j) axpy(w[j], rows.data() + j * stride, n, want.data());
-    accumulate_rows(w.data(), rows.data(), n_rows, stride, n, got.data());
-    EXPECT_EQ(got, want) << kernel_path_name(path);
-    double d0 = out0[3];
-    for (int64_t j = 0; j < n_rows; ++j) d0 += static_cast<double>(w[j]) * rows[j * stride + 3];
-    EXPECT_NEAR(got[3], d0, 1e-5);  // and it is the weighted sum
-  }
-}
-
-// The F16 KV cache helpers on every path: accumulate_rows_f16 / dot_f32_f16 equal their f32
-// versions on the converted values (bit for bit where both run vector FMAs: the AVX2 32-float
-// slices and dot steps), and a double-precision sum within f32 rounding everywhere. 107 values:
-// slices and a scalar tail.
-TEST(Elementwise, F16KvHelpersMatchTheirF32Versions) {
-  PathGuard guard;
-  const int64_t n = 107, stride = 120, n_rows = 5;
-  const auto rows_f = random_vec(n_rows * stride, 31), w = random_vec(n_rows, 32);
-  const auto out0 = random_vec(n, 33), q = random_vec(n, 34);
-  std::vector<uint16_t> rows(rows_f.size());
-  std::vector<float> conv(rows_f.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    rows[i] = f32_to_f16(rows_f[i]);
-    conv[i] = f16_to_f32(rows[i]);
-  }
-  for (KernelPath path : paths()) {
-    set_kernel_path(path);
-    auto got = out0, want = out0;
-    accumulate_rows_f16(w.data(), rows.data(), n_rows, stride, n, got.data());
-    accumulate_rows(w.data(), conv.data(), n_rows, stride, n, want.data());
-    for (int64_t d = 0; d < n; ++d) {
-      double exact = out0[d], abs_sum = std::fabs(out0[d]);
-      for (int64_t j = 0; j < n_rows; ++j) {
-        exact += static_cast<double>(w[j]) * conv[j * stride + d];
-        abs_sum += std::fabs(static_cast<double>(w[j]) * conv[j * stride + d]);
-      }
-      EXPECT_NEAR(got[d], exact, 1e-6 * abs_sum) << kernel_path_name(path) << " d=" << d;
-      if (path == KernelPath::kAvx2 && d < 96) {
-        EXPECT_EQ(got[d], want[d]) << "d=" << d;
-      }
-    }
-    for (int64_t len : {0, 7, 32, 107}) {
-      double exact = 0.0, abs_sum = 0.0;
-      for (int64_t i = 0; i < len; ++i) {
-        exact += static_cast<double>(q[i]) * conv[i];
-        abs_sum += std::fabs(static_cast<double>(q[i]) * conv[i]);
-      }
-      const float dot = dot_f32_f16(q.data(), rows.data(), len);
-      EXPECT_NEAR(dot, exact, 1e-5 * abs_sum + 1e-30) << kernel_path_name(path) << " n=" << len;
-      if (path == KernelPath::kAvx2 && len % 8 == 0) {
-        EXPECT_EQ(dot, dot_f32(q.data(), conv.data(), len)) << "n=" << len;
-      }
-    }
   }
 }
 

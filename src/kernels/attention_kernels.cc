@@ -1,0 +1,76 @@
+#include "kernels/attention_kernels.h"
+
+#include "kernels/attention_kernels_internal.h"
+#include "kernels/matmul.h"
+#include "tensor/half.h"
+
+namespace gemmax {
+namespace {
+
+inline float as_f32(float v) { return v; }
+inline float as_f32(uint16_t h) { return f16_to_f32(h); }
+
+// The portable path (and the reference of the tests): one sequential sum per (head, key).
+template <class Key>
+void scores_scalar(const float* q, int64_t n_heads, int64_t head_dim, const Key* keys,
+                   int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                   int64_t score_stride) {
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t j = 0; j < n_keys; ++j) {
+      float s = 0.0f;
+      for (int64_t d = 0; d < head_dim; ++d)
+        s += q[h * head_dim + d] * as_f32(keys[j * key_stride + d]);
+      scores[h * score_stride + j] = s * scale;
+    }
+}
+
+template <class Row>
+void values_scalar(const float* w, int64_t w_stride, int64_t n_heads, const Row* rows,
+                   int64_t n_rows, int64_t row_stride, int64_t n, float* out, int64_t out_stride) {
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t j = 0; j < n_rows; ++j)
+      for (int64_t d = 0; d < n; ++d)
+        out[h * out_stride + d] += w[h * w_stride + j] * as_f32(rows[j * row_stride + d]);
+}
+
+bool use_avx2() { return kernel_path() == KernelPath::kAvx2; }
+
+}  // namespace
+
+void attention_scores(const float* q, int64_t n_heads, int64_t head_dim, const float* keys,
+                      int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                      int64_t score_stride) {
+  if (use_avx2())
+    return detail::attention_scores_avx2(q, n_heads, head_dim, keys, key_stride, n_keys, scale,
+                                         scores, score_stride);
+  scores_scalar(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+}
+
+void attention_scores(const float* q, int64_t n_heads, int64_t head_dim, const uint16_t* keys,
+                      int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                      int64_t score_stride) {
+  if (use_avx2())
+    return detail::attention_scores_avx2(q, n_heads, head_dim, keys, key_stride, n_keys, scale,
+                                         scores, score_stride);
+  scores_scalar(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+}
+
+void attention_values(const float* w, int64_t w_stride, int64_t n_heads, const float* rows,
+                      int64_t n_rows, int64_t row_stride, int64_t n, float* out,
+                      int64_t out_stride) {
+  if (use_avx2())
+    return detail::attention_values_avx2(w, w_stride, n_heads, rows, n_rows, row_stride, n, out,
+                                         out_stride);
+  values_scalar(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+}
+
+void attention_values(const float* w, int64_t w_stride, int64_t n_heads, const uint16_t* rows,
+                      int64_t n_rows, int64_t row_stride, int64_t n, float* out,
+                      int64_t out_stride) {
+  if (use_avx2())
+    return detail::attention_values_avx2(w, w_stride, n_heads, rows, n_rows, row_stride, n, out,
+                                         out_stride);
+  values_scalar(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+}
+
+}  // namespace gemmax

@@ -1,0 +1,182 @@
+// AVX2 attention inner loops. Scores: register tiles of up to 4 heads x 2 keys (2 x 4, 1 x 8), one
+// accumulator per (head, key) pair over the head dimension, so each key vector is loaded once for
+// all the group's heads and each query vector once for all the tile's keys (dot_f32 per pair read
+// two vectors per multiply-add and was load-bound). Values: two heads per pass over the rows, 32
+// output floats of each in registers. Compiled with a target attribute like matmul_avx2.cc.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels/attention_kernels_internal.h"
+
+#define GEMMAX_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace gemmax::detail {
+namespace {
+
+// 8 (or 1) key / value elements as f32: f32 as they are, f16 (an F16 KV cache) converted.
+GEMMAX_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+GEMMAX_AVX2 inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+GEMMAX_AVX2 inline float load1(float v) { return v; }
+GEMMAX_AVX2 inline float load1(uint16_t h) { return _cvtsh_ss(h); }
+
+// The lanes of one accumulator summed as ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)).
+GEMMAX_AVX2 inline float reduce8(__m256 a) {
+  __m256 t = _mm256_hadd_ps(a, a);
+  t = _mm256_hadd_ps(t, t);
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
+}
+
+// Lane i = reduce8(a[i]) for eight accumulators at once, in the same order of additions.
+GEMMAX_AVX2 inline __m256 reduce8x8(const __m256* a) {
+  const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+// Scores of H heads x K keys. Per pair: one accumulator over the 8-element groups of the head
+// dimension, reduce8, the tail elements by fma in order, times scale: the same operations for
+// every tile shape.
+template <int H, int K, class Key>
+GEMMAX_AVX2 inline void score_tile(const float* q, int64_t hd, const Key* keys, int64_t key_stride,
+                                   float scale, float* scores, int64_t score_stride) {
+  __m256 acc[H * K];
+  for (int i = 0; i < H * K; ++i) acc[i] = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 8 <= hd; d += 8) {
+    __m256 kv[K];
+    for (int k = 0; k < K; ++k) kv[k] = load8(keys + k * key_stride + d);
+    for (int h = 0; h < H; ++h) {
+      __m256 qv = _mm256_loadu_ps(q + h * hd + d);
+      if constexpr (K > 1) asm("" : "+x"(qv));  // loaded once for the K keys, not once per fma
+      for (int k = 0; k < K; ++k) acc[h * K + k] = _mm256_fmadd_ps(qv, kv[k], acc[h * K + k]);
+    }
+  }
+  alignas(32) float r[H * K];
+  if constexpr (H * K == 8) {
+    _mm256_store_ps(r, reduce8x8(acc));
+  } else {
+    for (int i = 0; i < H * K; ++i) r[i] = reduce8(acc[i]);
+  }
+  for (int h = 0; h < H; ++h)
+    for (int k = 0; k < K; ++k) {
+      float s = r[h * K + k];
+      for (int64_t e = d; e < hd; ++e)
+        s = std::fma(q[h * hd + e], load1(keys[k * key_stride + e]), s);
+      scores[h * score_stride + k] = s * scale;
+    }
+}
+
+template <int H, int K, class Key>
+GEMMAX_AVX2 void score_heads(const float* q, int64_t hd, const Key* keys, int64_t key_stride,
+                             int64_t n_keys, float scale, float* scores, int64_t score_stride) {
+  int64_t j = 0;
+  for (; j + K <= n_keys; j += K)
+    score_tile<H, K>(q, hd, keys + j * key_stride, key_stride, scale, scores + j, score_stride);
+  for (; j < n_keys; ++j)
+    score_tile<H, 1>(q, hd, keys + j * key_stride, key_stride, scale, scores + j, score_stride);
+}
+
+template <class Key>
+GEMMAX_AVX2 void scores_of(const float* q, int64_t n_heads, int64_t hd, const Key* keys,
+                           int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                           int64_t score_stride) {
+  int64_t h = 0;
+  for (; h + 4 <= n_heads; h += 4)
+    score_heads<4, 2>(q + h * hd, hd, keys, key_stride, n_keys, scale, scores + h * score_stride,
+                      score_stride);
+  const float* qh = q + h * hd;
+  float* sh = scores + h * score_stride;
+  switch (n_heads - h) {
+    case 3:
+      return score_heads<3, 2>(qh, hd, keys, key_stride, n_keys, scale, sh, score_stride);
+    case 2:
+      return score_heads<2, 4>(qh, hd, keys, key_stride, n_keys, scale, sh, score_stride);
+    case 1:
+      return score_heads<1, 8>(qh, hd, keys, key_stride, n_keys, scale, sh, score_stride);
+    default:
+      return;
+  }
+}
+
+// out_h[0 .. 8 kRegs) += sum_j w_h[j] * rows[j][...] for H heads: each value vector is loaded
+// once for the H heads; per element the fmas run in j order, as n_rows axpy calls would.
+template <int H, int kRegs, class Row>
+GEMMAX_AVX2 inline void value_slice(const float* w, int64_t w_stride, const Row* rows,
+                                    int64_t n_rows, int64_t row_stride, float* out,
+                                    int64_t out_stride) {
+  __m256 acc[H][kRegs];
+  for (int h = 0; h < H; ++h)
+    for (int i = 0; i < kRegs; ++i) acc[h][i] = _mm256_loadu_ps(out + h * out_stride + 8 * i);
+  for (int64_t j = 0; j < n_rows; ++j) {
+    __m256 v[kRegs];
+    for (int i = 0; i < kRegs; ++i) {
+      v[i] = load8(rows + j * row_stride + 8 * i);
+      if constexpr (H > 1) asm("" : "+x"(v[i]));  // loaded once for the H heads
+    }
+    for (int h = 0; h < H; ++h) {
+      const __m256 a = _mm256_set1_ps(w[h * w_stride + j]);
+      for (int i = 0; i < kRegs; ++i) acc[h][i] = _mm256_fmadd_ps(a, v[i], acc[h][i]);
+    }
+  }
+  for (int h = 0; h < H; ++h)
+    for (int i = 0; i < kRegs; ++i) _mm256_storeu_ps(out + h * out_stride + 8 * i, acc[h][i]);
+}
+
+template <int H, class Row>
+GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* rows, int64_t n_rows,
+                             int64_t row_stride, int64_t n, float* out, int64_t out_stride) {
+  int64_t d = 0;
+  for (; d + 32 <= n; d += 32)
+    value_slice<H, 4>(w, w_stride, rows + d, n_rows, row_stride, out + d, out_stride);
+  for (; d + 8 <= n; d += 8)
+    value_slice<H, 1>(w, w_stride, rows + d, n_rows, row_stride, out + d, out_stride);
+  for (; d < n; ++d)
+    for (int h = 0; h < H; ++h)
+      for (int64_t j = 0; j < n_rows; ++j)
+        out[h * out_stride + d] =
+            std::fma(w[h * w_stride + j], load1(rows[j * row_stride + d]), out[h * out_stride + d]);
+}
+
+template <class Row>
+GEMMAX_AVX2 void values_of(const float* w, int64_t w_stride, int64_t n_heads, const Row* rows,
+                           int64_t n_rows, int64_t row_stride, int64_t n, float* out,
+                           int64_t out_stride) {
+  int64_t h = 0;
+  for (; h + 2 <= n_heads; h += 2)
+    value_heads<2>(w + h * w_stride, w_stride, rows, n_rows, row_stride, n, out + h * out_stride,
+                   out_stride);
+  if (h < n_heads)
+    value_heads<1>(w + h * w_stride, w_stride, rows, n_rows, row_stride, n, out + h * out_stride,
+                   out_stride);
+}
+
+}  // namespace
+
+GEMMAX_AVX2 void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
+                                       const float* keys, int64_t key_stride, int64_t n_keys,
+                                       float scale, float* scores, int64_t score_stride) {
+  scores_of(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+}
+
+GEMMAX_AVX2 void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
+                                       const uint16_t* keys, int64_t key_stride, int64_t n_keys,
+                                       float scale, float* scores, int64_t score_stride) {
+  scores_of(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+}
+
+GEMMAX_AVX2 void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
+                                       const float* rows, int64_t n_rows, int64_t row_stride,
+                                       int64_t n, float* out, int64_t out_stride) {
+  values_of(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+}
+
+GEMMAX_AVX2 void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
+                                       const uint16_t* rows, int64_t n_rows, int64_t row_stride,
+                                       int64_t n, float* out, int64_t out_stride) {
+  values_of(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+}
+
+}  // namespace gemmax::detail

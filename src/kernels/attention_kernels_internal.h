@@ -1,0 +1,22 @@
+// Internal interface between attention_kernels.cc (the dispatch and the scalar path) and the AVX2
+// kernels (attention_kernels_avx2.cc). Only call these when the CPU has AVX2+FMA+F16C.
+#pragma once
+
+#include <cstdint>
+
+namespace gemmax::detail {
+
+void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim, const float* keys,
+                           int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                           int64_t score_stride);
+void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim, const uint16_t* keys,
+                           int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                           int64_t score_stride);
+void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads, const float* rows,
+                           int64_t n_rows, int64_t row_stride, int64_t n, float* out,
+                           int64_t out_stride);
+void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads, const uint16_t* rows,
+                           int64_t n_rows, int64_t row_stride, int64_t n, float* out,
+                           int64_t out_stride);
+
+}  // namespace gemmax::detail

@@ -1,0 +1,146 @@
+// Attention inner loops against double-precision sums, on every kernel path, and the property
+// the model's batch invariance rests on: a (head, key) score or a head's output does not depend on
+// how many heads or keys share the call.
+#include "kernels/attention_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "kernels/matmul.h"
+#include "tensor/half.h"
+
+namespace gemmax {
+namespace {
+
+std::vector<float> random_vec(int64_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+std::vector<KernelPath> paths() {
+  std::vector<KernelPath> p = {KernelPath::kScalar};
+  if (kernel_path_supported(KernelPath::kAvx2)) p.push_back(KernelPath::kAvx2);
+  return p;
+}
+
+struct PathGuard {
+  KernelPath saved = kernel_path();
+  ~PathGuard() { set_kernel_path(saved); }
+};
+
+// f16 copies of values and their exact f32 conversions.
+struct HalfCopy {
+  std::vector<uint16_t> h;
+  std::vector<float> f;
+  explicit HalfCopy(const std::vector<float>& v) : h(v.size()), f(v.size()) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      h[i] = f32_to_f16(v[i]);
+      f[i] = f16_to_f32(h[i]);
+    }
+  }
+};
+
+// Keys `stride` floats apart (the KV heads of a page row); head_dim 256 (Gemma 3) and 19 (vector
+// groups plus a scalar tail); 1-6 heads and 0-11 keys cover every tile shape and the leftovers.
+TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
+  PathGuard guard;
+  const float scale = 0.0625f;
+  for (int64_t hd : {256, 19}) {
+    const int64_t stride = hd + 5, max_heads = 6, max_keys = 11;
+    const auto q = random_vec(max_heads * hd, 1), keys = random_vec(max_keys * stride, 2);
+    const HalfCopy keys16(keys);
+    for (KernelPath path : paths()) {
+      set_kernel_path(path);
+      for (int64_t nh = 1; nh <= max_heads; ++nh)
+        for (int64_t nk = 0; nk <= max_keys; ++nk) {
+          std::vector<float> got(nh * 16, -1.0f), got16(nh * 16, -1.0f);
+          attention_scores(q.data(), nh, hd, keys.data(), stride, nk, scale, got.data(), 16);
+          attention_scores(q.data(), nh, hd, keys16.h.data(), stride, nk, scale, got16.data(), 16);
+          for (int64_t h = 0; h < nh; ++h) {
+            for (int64_t j = 0; j < nk; ++j) {
+              double exact = 0, abs_sum = 0;
+              for (int64_t d = 0; d < hd; ++d) {
+                exact += static_cast<double>(q[h * hd + d]) * keys[j * stride + d];
+                abs_sum += std::fabs(static_cast<double>(q[h * hd + d]) * keys[j * stride + d]);
+              }
+              // f32 sums of 256 products: a few ulp of the absolute sum, far below 1e-5 of it.
+              EXPECT_NEAR(got[h * 16 + j], scale * exact, 1e-5 * scale * abs_sum)
+                  << kernel_path_name(path) << " hd=" << hd << " nh=" << nh << " nk=" << nk;
+              // The same pair alone (decode scores one head at a time): identical.
+              float alone = 0;
+              attention_scores(q.data() + h * hd, 1, hd, keys.data() + j * stride, stride, 1, scale,
+                               &alone, 1);
+              EXPECT_EQ(got[h * 16 + j], alone) << "h=" << h << " j=" << j << " nh=" << nh;
+              // f16 keys: the same arithmetic on the converted values.
+              float conv = 0;
+              attention_scores(q.data() + h * hd, 1, hd, keys16.f.data() + j * stride, stride, 1,
+                               scale, &conv, 1);
+              EXPECT_EQ(got16[h * 16 + j], conv) << "f16 h=" << h << " j=" << j;
+            }
+            EXPECT_EQ(got[h * 16 + nk], -1.0f);  // nothing written past n_keys
+          }
+        }
+    }
+  }
+}
+
+// Per head, the same as n_rows axpy calls in order, bit for bit, on every path, whatever the
+// number of heads in the call: 107 outputs = three 32-float slices, an 8-float slice and a scalar
+// tail; rows 120 floats apart; f16 rows equal the f32 computation on the converted values.
+TEST(AttentionKernels, ValuesEqualAxpyInOrderForEveryHeadCount) {
+  PathGuard guard;
+  const int64_t n = 107, stride = 120, n_rows = 5, max_heads = 5, w_stride = 8, out_stride = 110;
+  const auto rows = random_vec(n_rows * stride, 11), w = random_vec(max_heads * w_stride, 12);
+  const auto out0 = random_vec(max_heads * out_stride, 13);
+  const HalfCopy rows16(rows);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (int64_t nh = 1; nh <= max_heads; ++nh) {
+      auto got = out0, got16 = out0, want = out0, want16 = out0;
+      attention_values(w.data(), w_stride, nh, rows.data(), n_rows, stride, n, got.data(),
+                       out_stride);
+      attention_values(w.data(), w_stride, nh, rows16.h.data(), n_rows, stride, n, got16.data(),
+                       out_stride);
+      for (int64_t h = 0; h < nh; ++h) {
+        float* o = want.data() + h * out_stride;
+        float* o16 = want16.data() + h * out_stride;
+        for (int64_t j = 0; j < n_rows; ++j) {
+          axpy(w[h * w_stride + j], rows.data() + j * stride, n, o);
+          axpy(w[h * w_stride + j], rows16.f.data() + j * stride, n, o16);
+        }
+        double d0 = out0[h * out_stride + 3];
+        for (int64_t j = 0; j < n_rows; ++j)
+          d0 += static_cast<double>(w[h * w_stride + j]) * rows[j * stride + 3];
+        EXPECT_NEAR(got[h * out_stride + 3], d0, 1e-5);  // and it is the weighted sum
+      }
+      // Vector slices: exactly axpy's fmas. The scalar tail (the last 3) may fuse differently
+      // from axpy's, so it is checked against the single-head call instead.
+      for (int64_t h = 0; h < nh; ++h)
+        for (int64_t d = 0; d < n; ++d) {
+          const int64_t i = h * out_stride + d;
+          if (d < 104 || path == KernelPath::kScalar) {
+            EXPECT_EQ(got[i], want[i]) << kernel_path_name(path) << " nh=" << nh << " d=" << d;
+            EXPECT_EQ(got16[i], want16[i]) << "f16 nh=" << nh << " d=" << d;
+          }
+        }
+      for (int64_t h = 0; h < nh; ++h) {
+        std::vector<float> alone(out0.begin() + h * out_stride, out0.begin() + h * out_stride + n);
+        attention_values(w.data() + h * w_stride, w_stride, 1, rows.data(), n_rows, stride, n,
+                         alone.data(), n);
+        for (int64_t d = 0; d < n; ++d) EXPECT_EQ(got[h * out_stride + d], alone[d]) << d;
+      }
+      for (int64_t i = nh * out_stride; i < max_heads * out_stride; ++i)
+        ASSERT_EQ(got[i], out0[i]) << "a head past n_heads was written";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemmax
