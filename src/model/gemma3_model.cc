@@ -254,7 +254,8 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
                    s_.partials.data() + ((t * nh + head) * max_chunks + c) * rec, max_chunks * rec);
     }
   });
-  pool_.parallel_for(n * nh, 1, [&](int64_t i0, int64_t i1) {
+  // Merging is ~1 us per token: one token's heads stay on this thread, a batch is split.
+  pool_.parallel_for(n * nh, 16, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t p = pos[i / nh];
       merge_chunks(s_.partials.data() + i * max_chunks * rec,
@@ -357,8 +358,9 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
   rms_norm_rows(s_.x.data(), w.pre_feedforward_norm, n, h, eps, s_.h.data(), pool_);
   const MatmulOutput gate_up[] = {{&w.gate_proj, s_.gate.data()}, {&w.up_proj, s_.up.data()}};
   matmul_fused(s_.h.data(), n, gate_up, &pool_);
-  // Elementwise, so split by elements: a decode step (one token) still uses every thread.
-  pool_.parallel_for(n * ff, 1024, [this](int64_t i0, int64_t i1) {
+  // Elementwise, split by elements in units of 4096: a decode step's few thousand run on the
+  // calling thread (a pool dispatch and barrier cost more than the ~1 us of work).
+  pool_.parallel_for(n * ff, 4096, [this](int64_t i0, int64_t i1) {
     gelu_tanh_gated(s_.gate.data() + i0, s_.up.data() + i0, i1 - i0, s_.gate.data() + i0);
   });
   matmul(s_.gate.data(), n, w.down_proj, s_.h.data(), &pool_);
