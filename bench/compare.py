@@ -98,6 +98,52 @@ def table(a, rows):
     return "\n".join(lines)
 
 
+KV_ELEM = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def fit_fixed_cost(rows):
+    """Per weight format seen at several sizes: least-squares fit of seconds per decoded token
+    = fixed + bytes / rate (issue #5's fit), for gemmax and llama.cpp. Bytes are the weights plus
+    the KV rows read (llama.cpp's F16 cache: the same rows at 2 bytes per element)."""
+    groups = {}
+    for model, runs, _ in rows:
+        base = os.path.basename(model)
+        if "-random-" not in base:
+            continue
+        fmt_name = base.rsplit("-random-", 1)[1].removesuffix(".gguf")
+        groups.setdefault(fmt_name, []).append(runs)
+    lines = []
+    for fmt_name, group in groups.items():
+        if len(group) < 2:
+            continue
+        cells = []
+        for name in ("gemmax", "llama.cpp"):
+            pts = []
+            for runs in group:
+                first = next((r for r in runs["gemmax"] if r), None)
+                d = stats(runs[name], "decode_tokens_per_s")
+                if first is None or d is None:
+                    continue
+                kv = first.get("kv_bytes_per_token", 0)
+                if name == "llama.cpp":
+                    kv = kv * 2 // KV_ELEM.get(first.get("kv_dtype", "f32"), 4)
+                pts.append((first["weight_bytes_per_token"] + kv, 1.0 / d[0]))
+            if len(pts) < 2:
+                cells += ["-", "-"]
+                continue
+            mx = sum(x for x, _ in pts) / len(pts)
+            my = sum(y for _, y in pts) / len(pts)
+            slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+            cells += [f"{1e3 * (my - slope * mx):.2f}", f"{1e-9 / slope:.1f}" if slope > 0 else "-"]
+        lines.append(f"| {fmt_name} ({len(group)} sizes) | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    return "\n".join(["", "Decode time per token fitted as fixed + bytes / rate over the sizes of each format "
+                       "(least squares; bytes = weights + KV read):", "",
+                       "| format | gemmax fixed ms | gemmax GB/s | llama.cpp fixed ms | llama.cpp GB/s |",
+                       "|---|---|---|---|---|"] + lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
@@ -115,7 +161,7 @@ def main():
     for m in a.models:
         print(f"{m}:", file=sys.stderr)
         rows.append((m, measure(a, m), bandwidth))
-    text = table(a, rows) + (f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth`): "
+    text = table(a, rows) + fit_fixed_cost(rows) + (f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth`): "
                              f"{bandwidth / 1e9:.2f} GB/s; decode bound = bandwidth / (weight bytes + mean KV bytes "
                              f"read per decoded token, at gemmax's KV type).")
     print(text)
