@@ -106,11 +106,12 @@ void register_all() {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
       }
-      // Prefill of 64 tokens through the formats the 270M models use.
+      // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {
           {DType::kQ5_0, layer_shapes[1]}, {DType::kQ4_K, layer_shapes[2]},
           {DType::kQ6_K, layer_shapes[2]}, {DType::kQ4_0, layer_shapes[1]},
-          {DType::kQ8_0, layer_shapes[1]}, {DType::kBF16, layer_shapes[1]}};
+          {DType::kQ8_0, layer_shapes[1]}, {DType::kBF16, layer_shapes[1]},
+          {DType::kBF16, layer_shapes[2]}};  // 2048-wide rows: the two-chain scheme
       for (const auto& [t, s] : prefill) {
         benchmark::RegisterBenchmark(
             ("prefill64/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
