@@ -208,22 +208,24 @@ TEST_P(MatmulTest, TokensDoNotDependOnTheirBatch) {
   }
 }
 
-// F16/BF16 rows of 1024+ elements use two FMA chains per (row, token) and 2-row x 3-token prefill
-// tiles: 1035 = 129 groups of 8 (an odd last group) and a 3-element tail; 13 tokens = four 3-token
-// tiles and a leftover; 5 rows = two 2-row tiles and a leftover row. Each token must equal that
-// token alone, bit for bit, and the reference within f32 rounding.
-TEST(Matmul, LongHalfPrecisionRowsDoNotDependOnTheirBatch) {
+// F16/BF16 rows of several lengths, on both sides of the one-chain / two-chain switch at 1024
+// (odd group counts, scalar tails; 640 and 1152 are the 270M and 1B hidden sizes): a token's
+// result in a prefill tile equals its GEMV alone, bit for bit, and the reference within tolerance.
+TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   const KernelPath saved = kernel_path();
   set_kernel_path(KernelPath::kAvx2);
   std::mt19937 rng(17);
-  const int64_t cols = 1035, n = 13, rows = 5;
+  const int64_t n = 13, rows = 5;
   ThreadPool pool(2);
-  for (DType t : {DType::kBF16, DType::kF16}) {
-    const Weights w = random_weights(t, rows, cols, rng);
-    const std::vector<float> x = random_x(n * cols, rng);
-    expect_tokens_match_alone(w.view, x, n, &pool, std::string(dtype_name(t)));
-    expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
+  for (int64_t cols : {77, 640, 1035, 1152}) {
+    for (DType t : {DType::kBF16, DType::kF16}) {
+      const Weights w = random_weights(t, rows, cols, rng);
+      const std::vector<float> x = random_x(n * cols, rng);
+      const std::string what = std::string(dtype_name(t)) + " cols=" + std::to_string(cols);
+      expect_tokens_match_alone(w.view, x, n, &pool, what);
+      expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
+    }
   }
   set_kernel_path(saved);
 }
