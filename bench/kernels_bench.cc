@@ -5,14 +5,17 @@
 //
 //   kernels_bench --benchmark_filter='Q4_K'      # one format
 //   kernels_bench --benchmark_filter='lm_head'   # the 262144 x 640 Q8_0 output projection
+//   kernels_bench --benchmark_filter='attention' # a decode step's attention inner loops
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "kernels/attention_kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/thread_pool.h"
 #include "tensor/half.h"
@@ -50,6 +53,40 @@ std::vector<std::byte> make_weights(DType t, int64_t rows, int64_t cols) {
     }
   }
   return bytes;
+}
+
+// A 270M decode step's attention inner loops, one thread: 4 query heads over 576 cached f32
+// positions (K and V rows of 256 floats) in 128-key chunks, for 72 layers' worth of K/V (83 MB, so
+// they stream from memory as in a real step, where the weights evict them between layers).
+void bm_attention(benchmark::State& state, KernelPath path, bool values) {
+  if (!kernel_path_supported(path)) {
+    state.SkipWithError("kernel path not supported on this CPU");
+    return;
+  }
+  const KernelPath saved = kernel_path();
+  set_kernel_path(path);
+  constexpr int64_t kHd = 256, kHeads = 4, kKeys = 576, kLayers = 72, kChunk = 128;
+  std::vector<float> kv(static_cast<size_t>(kLayers * kKeys * kHd)), q(kHeads * kHd, 0.01f);
+  for (size_t i = 0; i < kv.size(); ++i) kv[i] = static_cast<float>(i % 17) * 0.01f;
+  std::vector<float> scores(kHeads * kKeys, 0.001f), out(kHeads * kHd);
+  for (auto _ : state) {
+    for (int64_t l = 0; l < kLayers; ++l) {
+      const float* rows = kv.data() + l * kKeys * kHd;
+      for (int64_t c = 0; c < kKeys; c += kChunk) {
+        const int64_t n = std::min(kChunk, kKeys - c);
+        if (values)
+          attention_values(scores.data() + c, kKeys, kHeads, rows + c * kHd, n, kHd, kHd,
+                           out.data(), kHd);
+        else
+          attention_scores(q.data(), kHeads, kHd, rows + c * kHd, kHd, n, 0.0625f,
+                           scores.data() + c, kKeys);
+      }
+    }
+    benchmark::DoNotOptimize(scores.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(kv.size() * sizeof(float)));
+  set_kernel_path(saved);
 }
 
 void bm_matmul(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads,
@@ -106,6 +143,15 @@ void register_all() {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
       }
+      if (threads == 1)
+        for (bool values : {false, true})
+          benchmark::RegisterBenchmark(
+              (std::string("attention/") + (values ? "values" : "scores") + "/decode_4x576x256/" +
+               kernel_path_name(path))
+                  .c_str(),
+              [=](benchmark::State& st) { bm_attention(st, path, values); })
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
       // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {
           {DType::kQ5_0, layer_shapes[1]}, {DType::kQ4_K, layer_shapes[2]},
