@@ -18,7 +18,7 @@ namespace gemmax::cli {
 namespace {
 
 struct ChatOptions {
-  std::string model, system, kv_dtype = "f32";
+  std::string model, system, kv_dtype = "f16";
   int max_tokens = 512;
   int threads = 0;
   int64_t kv_cache_mb = 256;
@@ -96,7 +96,7 @@ void register_chat_command(CLI::App& app) {
   cmd->add_option("--max-tokens", o->max_tokens, "Most tokens per reply")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--kv-dtype", o->kv_dtype,
-                  "KV cache element type: f32, f16 (half the memory per token) or bf16")
+                  "KV cache element type: f16 (as llama.cpp), f32 (the exact reference) or bf16")
       ->capture_default_str();
   cmd->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache pool size in MiB")
       ->capture_default_str();

@@ -18,7 +18,7 @@ struct GenerateOptions {
   std::string model, prompt_ids, prompt;
   int max_tokens = 64;
   int threads = 0;
-  std::string kv_dtype = "f32";
+  std::string kv_dtype = "f16";
   bool json = false;
   bool stream = false;
   SamplingParams sampling;
@@ -85,7 +85,7 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--max-tokens", o->max_tokens, "Most tokens to generate")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--kv-dtype", o->kv_dtype,
-                  "KV cache element type: f32, f16 (half the memory per token) or bf16")
+                  "KV cache element type: f16 (as llama.cpp), f32 (the exact reference) or bf16")
       ->capture_default_str();
   cmd->add_flag("--json", o->json, R"(Print {"ids":[...],"text":"...","finish_reason":"..."})");
   cmd->add_flag("--stream", o->stream,

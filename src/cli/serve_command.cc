@@ -18,7 +18,7 @@ namespace gemmax::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model, host = "127.0.0.1", api_key, model_name, kv_dtype = "f32";
+  std::string model, host = "127.0.0.1", api_key, model_name, kv_dtype = "f16";
   int port = 8080, threads = 0, max_seqs = 16, max_queue = 64, http_threads = 128;
   int64_t max_batch_tokens = 256, kv_cache_mb = 256;
 };
@@ -93,7 +93,7 @@ void register_serve_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--kv-dtype", o->kv_dtype,
-                  "KV cache element type: f32, f16 (half the memory per token) or bf16")
+                  "KV cache element type: f16 (as llama.cpp), f32 (the exact reference) or bf16")
       ->capture_default_str();
   cmd->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache pool size in MiB")
       ->capture_default_str()
