@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "kernel_paths.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "tensor/half.h"
@@ -23,17 +24,6 @@ std::vector<float> random_vec(int64_t n, unsigned seed) {
   for (float& x : v) x = normal(rng);
   return v;
 }
-
-std::vector<KernelPath> paths() {
-  std::vector<KernelPath> p = {KernelPath::kScalar};
-  if (kernel_path_supported(KernelPath::kAvx2)) p.push_back(KernelPath::kAvx2);
-  return p;
-}
-
-struct PathGuard {
-  KernelPath saved = kernel_path();
-  ~PathGuard() { set_kernel_path(saved); }
-};
 
 // f16 copies of values and their exact f32 conversions.
 struct HalfCopy {

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kernel_paths.h"
 #include "kernels/matmul.h"
 
 namespace gemmax {
@@ -61,18 +62,6 @@ TEST(Elementwise, GeluTanhMatchesFormula) {
     EXPECT_NEAR(gelu_tanh(x), want, 1e-6 * std::fabs(want) + 1e-6) << x;
   }
 }
-
-// The kernel paths whose elementwise kernels differ; each is forced in turn, then auto restored.
-std::vector<KernelPath> paths() {
-  std::vector<KernelPath> p = {KernelPath::kScalar};
-  if (kernel_path_supported(KernelPath::kAvx2)) p.push_back(KernelPath::kAvx2);
-  return p;
-}
-
-struct PathGuard {
-  KernelPath saved = kernel_path();
-  ~PathGuard() { set_kernel_path(saved); }
-};
 
 // On every path; 645 = vector blocks and a scalar tail on the AVX2 path.
 TEST(Elementwise, RmsNormMatchesDouble) {
