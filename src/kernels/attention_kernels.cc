@@ -33,44 +33,51 @@ void values_scalar(const float* w, int64_t w_stride, int64_t n_heads, const Row*
         out[h * out_stride + d] += w[h * w_stride + j] * as_f32(rows[j * row_stride + d]);
 }
 
-bool use_avx2() { return kernel_path() == KernelPath::kAvx2; }
+// One dispatch per loop for both key / value element types: the AVX2 kernels on the avx2 path, the
+// scalar reference otherwise.
+template <class Key>
+void scores_on_path(const float* q, int64_t n_heads, int64_t head_dim, const Key* keys,
+                    int64_t key_stride, int64_t n_keys, float scale, float* scores,
+                    int64_t score_stride) {
+  if (kernel_path() == KernelPath::kAvx2)
+    return detail::attention_scores_avx2(q, n_heads, head_dim, keys, key_stride, n_keys, scale,
+                                         scores, score_stride);
+  scores_scalar(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+}
+
+template <class Row>
+void values_on_path(const float* w, int64_t w_stride, int64_t n_heads, const Row* rows,
+                    int64_t n_rows, int64_t row_stride, int64_t n, float* out, int64_t out_stride) {
+  if (kernel_path() == KernelPath::kAvx2)
+    return detail::attention_values_avx2(w, w_stride, n_heads, rows, n_rows, row_stride, n, out,
+                                         out_stride);
+  values_scalar(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+}
 
 }  // namespace
 
 void attention_scores(const float* q, int64_t n_heads, int64_t head_dim, const float* keys,
                       int64_t key_stride, int64_t n_keys, float scale, float* scores,
                       int64_t score_stride) {
-  if (use_avx2())
-    return detail::attention_scores_avx2(q, n_heads, head_dim, keys, key_stride, n_keys, scale,
-                                         scores, score_stride);
-  scores_scalar(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+  scores_on_path(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
 }
 
 void attention_scores(const float* q, int64_t n_heads, int64_t head_dim, const uint16_t* keys,
                       int64_t key_stride, int64_t n_keys, float scale, float* scores,
                       int64_t score_stride) {
-  if (use_avx2())
-    return detail::attention_scores_avx2(q, n_heads, head_dim, keys, key_stride, n_keys, scale,
-                                         scores, score_stride);
-  scores_scalar(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+  scores_on_path(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
 }
 
 void attention_values(const float* w, int64_t w_stride, int64_t n_heads, const float* rows,
                       int64_t n_rows, int64_t row_stride, int64_t n, float* out,
                       int64_t out_stride) {
-  if (use_avx2())
-    return detail::attention_values_avx2(w, w_stride, n_heads, rows, n_rows, row_stride, n, out,
-                                         out_stride);
-  values_scalar(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+  values_on_path(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
 }
 
 void attention_values(const float* w, int64_t w_stride, int64_t n_heads, const uint16_t* rows,
                       int64_t n_rows, int64_t row_stride, int64_t n, float* out,
                       int64_t out_stride) {
-  if (use_avx2())
-    return detail::attention_values_avx2(w, w_stride, n_heads, rows, n_rows, row_stride, n, out,
-                                         out_stride);
-  values_scalar(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+  values_on_path(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
 }
 
 }  // namespace gemmax
