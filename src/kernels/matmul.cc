@@ -324,7 +324,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
           describe(*outputs[0].w) + " has " + std::to_string(outputs[0].w->cols()));
     Job& job = fused.jobs[fused.n];
     job = Job{x, n_tokens, o.w, o.y, avx2, {}, nullptr, 0, o.w->row_bytes()};
-    if (avx2) job.kernel = detail::avx2_row_kernel(o.w->dtype, o.w->cols());
+    if (avx2) job.kernel = detail::avx2_row_kernel(o.w->dtype, o.w->cols(), o.w->rows());
     const auto f = job.kernel.act;
     if (f == detail::ActFormat::kF32) {  // f32 activations are used as they are
       job.act = reinterpret_cast<const uint8_t*>(x);

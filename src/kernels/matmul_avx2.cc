@@ -200,16 +200,20 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
 // 16-bit weights: R rows (row_bytes apart) x T tokens of f32 activations, out[t * ldo + r]. Each
 // 8 weights are converted once in registers and used by the T tokens, each 8 activations are
 // loaded once (into a register) for the R rows. Every (row, token) pair sees the same operations
-// in the same order for any R and T. Two schemes, chosen by row length (avx2_row_kernel):
+// in the same order for any R and T. Two schemes, chosen per matrix (avx2_row_kernel):
 //  * short rows (< kTwoChainLength): one FMA chain per pair; prefill tiles of 2 rows x 6 tokens
 //    (12 accumulators, 12 FMAs per 8 loads: 35 GMAC/s on one thread). Decode reads one row at a
-//    time and the out-of-order core overlaps consecutive rows' chains: the 270M BF16 LM head
-//    streams at 27 GB/s on two threads;
-//  * long rows: two chains per pair, the even and the odd groups of 8 (one chain waited on the
-//    FMA latency: 4B BF16 decode 3.1 tok/s; splitting rows in halves instead read two streams per
-//    row, which the 1B LM head did not like); prefill tiles of 2 rows x 3 tokens keep both chains
-//    in the 12 registers.
+//    time and the out-of-order core overlaps consecutive rows' chains;
+//  * long rows, and matrices of kTwoChainRows rows or more: two chains per pair, the even and the
+//    odd groups of 8 (one chain waited on the FMA latency: 4B BF16 decode 3.1 tok/s; splitting
+//    rows in halves instead read two streams per row, which the 1B LM head did not like); prefill
+//    tiles of 2 rows x 3 tokens keep both chains in the 12 registers. The row count picks out the
+//    262144-row LM head: it is read by a GEMV at every decode step and by at most a few tokens in
+//    a prefill (only the tokens whose logits are asked for), so the slower 2 x 3 tile costs
+//    nothing there, while the 640-wide 270M head went from one chain's 24.5 to 29 GB/s
+//    (kernels_bench gemv/BF16/lm_head, 2 threads, 4 interleaved runs each).
 constexpr int64_t kTwoChainLength = 1024;
+constexpr int64_t kTwoChainRows = 65536;
 
 template <bool kBf16, bool kTwoChains, int R, int T>
 GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint8_t* act,
@@ -605,8 +609,8 @@ RowKernel row_tiled_kernel() {
 }
 
 template <bool kBf16>
-RowKernel half_kernel(int64_t cols) {
-  if (cols >= kTwoChainLength)
+RowKernel half_kernel(int64_t cols, int64_t rows) {
+  if (cols >= kTwoChainLength || rows >= kTwoChainRows)
     return tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
                         tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
   return tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
@@ -617,14 +621,14 @@ RowKernel half_kernel(int64_t cols) {
 
 float avx2_dot_f32(const float* a, const float* b, int64_t k) { return dot_f32_avx2(a, b, k); }
 
-RowKernel avx2_row_kernel(DType t, int64_t cols) {
+RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows) {
   switch (t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
     case DType::kF16:
-      return half_kernel<false>(cols);
+      return half_kernel<false>(cols, rows);
     case DType::kBF16:
-      return half_kernel<true>(cols);
+      return half_kernel<true>(cols, rows);
     case DType::kQ4_0:
       return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q4_0, 1>, tile_quads<Q4_0, 8>>();
     case DType::kQ4_1:

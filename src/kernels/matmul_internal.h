@@ -68,7 +68,7 @@ struct RowKernel {
 
 // The AVX2 kernel of a weight format for rows of `cols` elements (F16/BF16 pick their scheme by
 // row length; dot == nullptr when there is none). Only call when the CPU has AVX2+FMA+F16C.
-RowKernel avx2_row_kernel(DType t, int64_t cols);
+RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows);
 
 // f32 dot product with AVX2/FMA (used after dequantizing formats without a specialised kernel).
 float avx2_dot_f32(const float* a, const float* b, int64_t k);

@@ -25,7 +25,7 @@ namespace gemmax {
 
 // Activation block size the AVX2 path quantizes x with for this format; 0 when x stays f32.
 inline int64_t act_block(DType t) {
-  switch (detail::avx2_row_kernel(t, 1024).act) {
+  switch (detail::avx2_row_kernel(t, 1024, 1).act) {
     case detail::ActFormat::kA8x32:
     case detail::ActFormat::kA8Quad:
       return 32;

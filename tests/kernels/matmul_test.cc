@@ -216,13 +216,17 @@ TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
   const KernelPath saved = kernel_path();
   set_kernel_path(KernelPath::kAvx2);
   std::mt19937 rng(17);
-  const int64_t n = 13, rows = 5;
+  const int64_t n = 13;
   ThreadPool pool(2);
-  for (int64_t cols : {77, 640, 1035, 1152}) {
+  // Both sides of each switch to two chains: row length 1024, and 65536 rows (the LM head).
+  const std::pair<int64_t, int64_t> shapes[] = {{5, 77}, {5, 640}, {5, 1035}, {5, 1152},
+                                                 {65536 + 3, 40}};
+  for (const auto& [rows, cols] : shapes) {
     for (DType t : {DType::kBF16, DType::kF16}) {
       const Weights w = random_weights(t, rows, cols, rng);
       const std::vector<float> x = random_x(n * cols, rng);
-      const std::string what = std::string(dtype_name(t)) + " cols=" + std::to_string(cols);
+      const std::string what = std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" +
+                               std::to_string(cols);
       expect_tokens_match_alone(w.view, x, n, &pool, what);
       expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
     }
@@ -379,7 +383,7 @@ TEST(Matmul, QuadActivationsLayoutAndExactKernels) {
     }
     for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0}) {
       const Weights w = random_weights(t, 3, k, rng);
-      const detail::RowKernel kn = detail::avx2_row_kernel(t, k);
+      const detail::RowKernel kn = detail::avx2_row_kernel(t, k, 3);
       ASSERT_EQ(kn.act, detail::ActFormat::kA8Quad);
       std::vector<float> wf(static_cast<size_t>(k));
       for (int64_t r = 0; r < 3; ++r) {
