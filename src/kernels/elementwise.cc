@@ -5,6 +5,7 @@
 
 #include "kernels/elementwise_internal.h"
 #include "kernels/matmul.h"
+#include "tensor/half.h"
 
 namespace gemmax {
 
@@ -77,6 +78,16 @@ float exp_sub_sum(float* x, int64_t n, float shift) {
 void axpy(float a, const float* x, int64_t n, float* y) {
   if (kernel_path() == KernelPath::kAvx2) return detail::axpy_avx2(a, x, n, y);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void f32_to_f16_row(const float* x, int64_t n, uint16_t* out) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::f32_to_f16_row_avx2(x, n, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
+}
+
+void f32_to_bf16_row(const float* x, int64_t n, uint16_t* out) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::f32_to_bf16_row_avx2(x, n, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
 }  // namespace gemmax

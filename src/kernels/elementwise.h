@@ -34,7 +34,14 @@ float exp_sub_sum(float* x, int64_t n, float shift);
 // y[i] += a * x[i] (attention's weighted sum of values).
 void axpy(float a, const float* x, int64_t n, float* y);
 
-// gelu_tanh_gated, softmax and axpy use AVX2 on the avx2 kernel path (kernels/matmul.h): the
-// vector exp is within a few ulp of libm, see tests/kernels/elementwise_test.cc.
+// Rounds n floats to IEEE half (F16) or bfloat16 bits, nearest even (tensor/half.h's f32_to_f16 /
+// f32_to_bf16 per element; on the AVX2 path a NaN's payload may differ, it stays a NaN). The KV
+// cache stores every K/V row through these.
+void f32_to_f16_row(const float* x, int64_t n, uint16_t* out);
+void f32_to_bf16_row(const float* x, int64_t n, uint16_t* out);
+
+// gelu_tanh_gated, softmax, axpy and the half conversions use AVX2 on the avx2 kernel path
+// (kernels/matmul.h): the vector exp is within a few ulp of libm, see
+// tests/kernels/elementwise_test.cc.
 
 }  // namespace gemmax

@@ -6,8 +6,10 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/elementwise_internal.h"
+#include "tensor/half.h"
 
 #define GEMMAX_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -114,6 +116,36 @@ GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// F16C rounds to nearest even, saturates to inf at 65520 and keeps subnormals, as f32_to_f16
+// does; only a NaN's payload may differ (both stay NaN).
+GEMMAX_AVX2 void f32_to_f16_row_avx2(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) out[i] = f32_to_f16(x[i]);
+}
+
+// f32_to_bf16's integer rounding, 8 lanes at a time: the same bits for every input.
+GEMMAX_AVX2 void f32_to_bf16_row_avx2(const float* x, int64_t n, uint16_t* out) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+  const __m256i quiet = _mm256_set1_epi32(0x40);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, odd)), 16);
+    const __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet);
+    const __m256i h = _mm256_blendv_epi8(rounded, nan_bits, nan);
+    // 32-bit lanes hold 16-bit values: pack to words (lanes stay in 128-bit halves) and reorder.
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(packed));
+  }
+  for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
 }  // namespace gemmax::detail

@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "tensor/half.h"
+#include "kernels/elementwise.h"
 
 namespace gemmax {
 namespace {
@@ -29,17 +29,11 @@ void convert_row(DType dtype, const float* src, int64_t n, std::byte* dst) {
     case DType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
-    case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = f32_to_f16(src[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
+    case DType::kF16:  // vectorised: per element this was ~4% of an F16-KV prefill
+      f32_to_f16_row(src, n, reinterpret_cast<uint16_t*>(dst));
       return;
     default:  // kBF16: validate() admits nothing else
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = f32_to_bf16(src[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
+      f32_to_bf16_row(src, n, reinterpret_cast<uint16_t*>(dst));
       return;
   }
 }

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <numbers>
 #include <random>
@@ -10,6 +11,7 @@
 
 #include "kernel_paths.h"
 #include "kernels/matmul.h"
+#include "tensor/half.h"
 
 namespace gemmax {
 namespace {
@@ -125,6 +127,43 @@ TEST(Elementwise, AxpyOnEveryPath) {
     axpy(0.37f, x.data(), 37, y.data());
     for (int i = 0; i < 37; ++i)
       EXPECT_NEAR(y[i], y0[i] + 0.37 * x[i], 2e-7 * (std::fabs(y0[i]) + std::fabs(x[i]))) << i;
+  }
+}
+
+// The half conversions the KV cache stores through: on every path the bits of the scalar
+// per-element rounding (tensor/half.h), which the real-model golden tests already rest on, for
+// values around every rounding edge: ties, subnormals, the largest finite values, overflow, inf.
+// A NaN stays a NaN (F16C keeps its payload, the scalar rule makes a canonical one).
+TEST(Elementwise, HalfRowConversionsRoundLikeTheScalarRule) {
+  PathGuard guard;
+  std::mt19937 rng(23);
+  std::vector<float> x;
+  for (uint32_t bits :
+       {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00001u, 0xffa00000u, 0x477fefffu,
+        0x477ff000u, 0x477fe000u, 0x33000000u, 0x33000001u, 0x387fc000u, 0x38800000u, 0x3f801000u,
+        0x3f803000u, 0x3f808000u, 0x3f818000u, 0x7f7fffffu})
+    x.push_back(std::bit_cast<float>(bits));
+  std::uniform_int_distribution<uint32_t> any;
+  for (int i = 0; i < 4000; ++i) x.push_back(std::bit_cast<float>(any(rng)));  // every exponent
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int i = 0; i < 4000; ++i) x.push_back(normal(rng));
+  const int64_t n = static_cast<int64_t>(x.size());  // not a multiple of 8: the tail too
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    std::vector<uint16_t> h(x.size()), b(x.size());
+    f32_to_f16_row(x.data(), n, h.data());
+    f32_to_bf16_row(x.data(), n, b.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t bits = std::bit_cast<uint32_t>(x[i]);
+      if (std::isnan(x[i])) {
+        EXPECT_TRUE(std::isnan(f16_to_f32(h[i]))) << std::hex << bits;
+        EXPECT_TRUE(std::isnan(bf16_to_f32(b[i]))) << std::hex << bits;
+        continue;
+      }
+      ASSERT_EQ(h[i], f32_to_f16(x[i])) << kernel_path_name(path) << " f16 of " << std::hex << bits;
+      ASSERT_EQ(b[i], f32_to_bf16(x[i]))
+          << kernel_path_name(path) << " bf16 of " << std::hex << bits;
+    }
   }
 }
 
