@@ -37,6 +37,7 @@ struct BenchOptions {
   uint32_t seed = 1;
   bool warmup = true;
   std::string kv_dtype = "f16";
+  bool profile = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -92,7 +93,8 @@ struct RunResult {
 // One prefill of `prompt_tokens` random ids (in one step, like llama.cpp's batch) followed by
 // `gen_tokens` single-token decode steps, each fed a random id (the speed does not depend on
 // which).
-RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, std::mt19937& rng) {
+RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, std::mt19937& rng,
+                   StepProfile* decode_profile = nullptr) {
   const Gemma3Config& cfg = model.config();
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(cfg.vocab_size - 1));
   PagedKVCache cache = single_sequence_cache(model, o.prompt_tokens + o.gen_tokens, kv_dtype);
@@ -105,6 +107,7 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
   auto start = Clock::now();
   model.execute(in, cache);
   r.prefill_tps = o.prompt_tokens / seconds_since(start);
+  model.set_profile(decode_profile);
   start = Clock::now();
   for (int i = 0; i < o.gen_tokens; ++i) {
     Gemma3Inputs step;
@@ -112,7 +115,44 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
     model.execute(step, cache);
   }
   r.decode_tps = o.gen_tokens / seconds_since(start);
+  model.set_profile(nullptr);
   return r;
+}
+
+// --profile: the decode steps' time per phase (per token), the matmul phases' weight bytes and
+// rate, and the time outside the weight-streaming matmuls.
+nlohmann::json profile_json(const StepProfile& p) {
+  nlohmann::json phases = nlohmann::json::object();
+  double outside = 0;
+  for (int i = 0; i < StepProfile::kPhases; ++i) {
+    const auto phase = static_cast<StepPhase>(i);
+    const double sec = p.seconds[i] / static_cast<double>(p.steps);
+    phases[StepProfile::name(phase)] = {{"seconds_per_token", sec},
+                                        {"weight_bytes_per_token", p.weight_bytes[i] / p.steps}};
+    if (!StepProfile::is_matmul(phase)) outside += sec;
+  }
+  return {{"steps", p.steps},
+          {"seconds_per_token", p.total_seconds() / static_cast<double>(p.steps)},
+          {"outside_matmuls_seconds_per_token", outside},
+          {"phases", phases}};
+}
+
+void print_profile(const StepProfile& p) {
+  const double total = p.total_seconds() / static_cast<double>(p.steps);
+  fmt::print("decode profile ({} steps; ms per token, share, weights read, rate):\n", p.steps);
+  double outside = 0;
+  for (int i = 0; i < StepProfile::kPhases; ++i) {
+    const auto phase = static_cast<StepPhase>(i);
+    const double sec = p.seconds[i] / static_cast<double>(p.steps);
+    const double bytes = static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.steps);
+    if (!StepProfile::is_matmul(phase)) outside += sec;
+    fmt::print("  {:<13} {:8.3f} ms {:5.1f}%", StepProfile::name(phase), sec * 1e3,
+               100 * sec / total);
+    if (bytes > 0) fmt::print("  {:8.1f} MB  {:5.1f} GB/s", bytes / 1e6, bytes / sec / 1e9);
+    fmt::print("\n");
+  }
+  fmt::print("  total         {:8.3f} ms; outside the matmuls {:.3f} ms per token\n", total * 1e3,
+             outside * 1e3);
 }
 
 // ---- memory bandwidth probe ----
@@ -221,8 +261,9 @@ void run_model(const BenchOptions& o) {
     run_once(*m.model, w, kv_dtype, rng);
   }
   std::vector<double> prefill, decode;
+  StepProfile profile;
   for (int i = 0; i < o.repeat; ++i) {
-    const RunResult r = run_once(*m.model, o, kv_dtype, rng);
+    const RunResult r = run_once(*m.model, o, kv_dtype, rng, o.profile ? &profile : nullptr);
     prefill.push_back(r.prefill_tps);
     decode.push_back(r.decode_tps);
   }
@@ -243,6 +284,7 @@ void run_model(const BenchOptions& o) {
                    {"weight_bytes_per_token", per_token},
                    {"kv_bytes_per_token", kv_per_token},
                    {"kv_dtype", o.kv_dtype}};
+  if (o.profile) j["decode_profile"] = profile_json(profile);
   if (o.json) {
     fmt::print("{}\n", j.dump());
     return;
@@ -255,6 +297,7 @@ void run_model(const BenchOptions& o) {
              peak_rss_bytes() / 1048576.0);
   fmt::print("read per decoded token: {:.1f} MB of weights + {:.1f} MB of {} KV cache (mean)\n",
              per_token / 1e6, kv_per_token / 1e6, o.kv_dtype);
+  if (o.profile) print_profile(profile);
 }
 
 }  // namespace
@@ -274,6 +317,8 @@ void register_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--no-warmup", o->warmup, "Skip the untimed warm-up run");
   cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_flag("--profile", o->profile,
+                "Also time the decode steps phase by phase (a clock read per phase)");
   cmd->add_flag("--bandwidth", o->bandwidth,
                 "Measure memory read bandwidth instead (with --model: also the decode bound)");
   cmd->add_option("--bandwidth-mib", o->bandwidth_mib, "Probe buffer size")->capture_default_str();

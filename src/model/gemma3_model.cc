@@ -96,6 +96,7 @@ void Gemma3Model::validate(const Gemma3Inputs& in, const PagedKVCache& cache) co
 }
 
 Gemma3Outputs Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache) {
+  clock_ = PhaseClock(profile_);
   validate(in, cache);
   const int64_t n = static_cast<int64_t>(in.tokens.size());
   std::vector<int64_t> pos(n);
@@ -114,13 +115,23 @@ Gemma3Outputs Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache) 
     cache.reserve(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
 
   embed(in.tokens);
+  clock_.lap(StepPhase::kSetup);
   for (int layer = 0; layer < config_.num_hidden_layers; ++layer) {
     attention_block(layer, in, pos, cache);
     mlp_block(layer, n);
   }
   for (int64_t r = 0; r < in.num_rows(); ++r)
     cache.commit(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
+  clock_.lap(StepPhase::kKvStore);
   return logits(in, pos);
+}
+
+// Bytes of the weights a matmul phase reads (for the step profile).
+int64_t Gemma3Model::bytes_of(std::initializer_list<const TensorView*> tensors) const {
+  if (profile_ == nullptr) return 0;
+  int64_t total = 0;
+  for (const TensorView* t : tensors) total += t->rows() * t->row_bytes();
+  return total;
 }
 
 // x = embed_tokens[token] * sqrt(hidden_size)
@@ -148,9 +159,11 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   s_.v.resize(n * nkv * hd);
 
   rms_norm_rows(s_.x.data(), w.input_norm, n, h, eps, s_.h.data(), pool_);
+  clock_.lap(StepPhase::kNorms);
   const MatmulOutput qkv[] = {
       {&w.q_proj, s_.q.data()}, {&w.k_proj, s_.k.data()}, {&w.v_proj, s_.v.data()}};
   matmul_fused(s_.h.data(), n, qkv, &pool_);
+  clock_.lap(StepPhase::kQkv, bytes_of({&w.q_proj, &w.k_proj, &w.v_proj}));
 
   // Per-head RMSNorm of q and k, then RoPE with the layer type's frequencies.
   const float* inv_freq =
@@ -172,15 +185,20 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
       }
     }
   });
+  clock_.lap(StepPhase::kRope);
   // Store every token's K/V first so later tokens of the same row attend to earlier ones.
   for (int64_t r = 0; r < in.num_rows(); ++r)
     for (int64_t t = in.input_row_offsets[r]; t < in.input_row_offsets[r + 1]; ++t)
       cache.store(in.seq_ids[r], layer, pos[t], s_.k.data() + t * nkv * hd,
                   s_.v.data() + t * nkv * hd);
 
+  clock_.lap(StepPhase::kKvStore);
   attend(layer, in, pos, cache);
+  clock_.lap(StepPhase::kAttention);
   matmul(s_.attn.data(), n, w.o_proj, s_.h.data(), &pool_);
+  clock_.lap(StepPhase::kOutProj, bytes_of({&w.o_proj}));
   add_normed_rows(s_.x.data(), s_.h.data(), w.post_attention_norm, n, h, eps, pool_);
+  clock_.lap(StepPhase::kNorms);
 }
 
 // Keys are taken in chunks of key_chunk_ positions (counted from the first key a token sees), each
@@ -356,15 +374,20 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
   s_.gate.resize(n * ff);
   s_.up.resize(n * ff);
   rms_norm_rows(s_.x.data(), w.pre_feedforward_norm, n, h, eps, s_.h.data(), pool_);
+  clock_.lap(StepPhase::kNorms);
   const MatmulOutput gate_up[] = {{&w.gate_proj, s_.gate.data()}, {&w.up_proj, s_.up.data()}};
   matmul_fused(s_.h.data(), n, gate_up, &pool_);
+  clock_.lap(StepPhase::kGateUp, bytes_of({&w.gate_proj, &w.up_proj}));
   // Elementwise, split by elements in units of 4096: a decode step's few thousand run on the
   // calling thread (a pool dispatch and barrier cost more than the ~1 us of work).
   pool_.parallel_for(n * ff, 4096, [this](int64_t i0, int64_t i1) {
     gelu_tanh_gated(s_.gate.data() + i0, s_.up.data() + i0, i1 - i0, s_.gate.data() + i0);
   });
+  clock_.lap(StepPhase::kGelu);
   matmul(s_.gate.data(), n, w.down_proj, s_.h.data(), &pool_);
+  clock_.lap(StepPhase::kDown, bytes_of({&w.down_proj}));
   add_normed_rows(s_.x.data(), s_.h.data(), w.post_feedforward_norm, n, h, eps, pool_);
+  clock_.lap(StepPhase::kNorms);
 }
 
 // Final norm and LM head for the tokens whose logits were asked for.
@@ -398,11 +421,13 @@ Gemma3Outputs Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int6
   for (int64_t i = 0; i < m; ++i)
     rms_norm(s_.x.data() + selected[i] * h, weights_.final_norm.data(), h,
              static_cast<float>(config_.rms_norm_eps), s_.hidden_out.data() + i * h);
+  clock_.lap(StepPhase::kNorms);
   out.logits.resize(m * config_.vocab_size);
   matmul(s_.hidden_out.data(), m, weights_.lm_head, out.logits.data(), &pool_);
   if (config_.final_logit_softcapping)
     softcap(out.logits.data(), static_cast<int64_t>(out.logits.size()),
             static_cast<float>(*config_.final_logit_softcapping));
+  clock_.lap(StepPhase::kLmHead, bytes_of({&weights_.lm_head}));
   return out;
 }
 

@@ -3,6 +3,7 @@
 // heavy lifting is in kernels/ (matmul per weight format, norms, rope, activation).
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "kv_cache/paged_kv_cache.h"
 #include "model/gemma3_inputs.h"
 #include "model/gemma3_weights.h"
+#include "model/step_profile.h"
 
 namespace gemmax {
 
@@ -34,6 +36,10 @@ class Gemma3Model {
   // exercise the merge on short prompts.
   void set_attention_key_chunk(int64_t keys);
 
+  // Times every later step phase by phase into `profile` (not owned; nullptr stops). For
+  // measurements (`gemmax bench --profile`): a clock read per phase, ~10 per layer.
+  void set_profile(StepProfile* profile) { profile_ = profile; }
+
  private:
   struct Scratch {
     std::vector<float> x, h, q, k, v, attn, gate, up, hidden_out;
@@ -53,6 +59,7 @@ class Gemma3Model {
   void merge_chunks(const float* partial, int64_t chunks, float* out) const;
   int64_t key_begin(int layer, int64_t p) const;
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
+  int64_t bytes_of(std::initializer_list<const TensorView*> tensors) const;
 
   Gemma3Config config_;
   const Gemma3Weights& weights_;
@@ -60,6 +67,8 @@ class Gemma3Model {
   std::vector<float> inv_freq_local_, inv_freq_global_;
   Scratch s_;
   int64_t key_chunk_ = 128;
+  StepProfile* profile_ = nullptr;
+  PhaseClock clock_;  // this step's, on profile_
 };
 
 }  // namespace gemmax

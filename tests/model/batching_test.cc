@@ -177,5 +177,53 @@ TEST_F(ModelStep, FullCacheIsAnErrorAndLeavesOthersIntact) {
   EXPECT_NO_THROW(model_->execute(too_big, small));
 }
 
+// A profiled step counts itself, times every phase, and credits each matmul phase with the bytes of
+// exactly its weights; the logits do not change, and detaching the profile stops the counting.
+TEST_F(ModelStep, ProfileTimesEveryPhaseAndCountsWeightBytes) {
+  const SeqId seq = cache_->add_sequence();
+  Gemma3Inputs first;
+  first.add_row(seq, prompt(5, 7));
+  const Gemma3Outputs plain = model_->execute(first, *cache_);
+  cache_->release(seq);
+
+  StepProfile profile;
+  model_->set_profile(&profile);
+  const SeqId again = cache_->add_sequence();
+  Gemma3Inputs same;
+  same.add_row(again, prompt(5, 7));
+  const Gemma3Outputs profiled = model_->execute(same, *cache_);
+  Gemma3Inputs step;
+  step.add_row(again, {3});
+  model_->execute(step, *cache_);
+  model_->set_profile(nullptr);
+  model_->execute(step, *cache_);  // not counted
+
+  EXPECT_EQ(profiled.logits, plain.logits);
+  EXPECT_EQ(profile.steps, 2);
+  const Gemma3Weights& w = ckpt_->weights();
+  auto bytes = [](const TensorView& t) { return t.rows() * t.row_bytes(); };
+  int64_t qkv = 0, o = 0, gate_up = 0, down = 0;
+  for (const Gemma3LayerWeights& l : w.layers) {
+    qkv += bytes(l.q_proj) + bytes(l.k_proj) + bytes(l.v_proj);
+    o += bytes(l.o_proj);
+    gate_up += bytes(l.gate_proj) + bytes(l.up_proj);
+    down += bytes(l.down_proj);
+  }
+  auto at = [&](StepPhase p) { return static_cast<size_t>(p); };
+  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kQkv)], 2 * qkv);
+  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kOutProj)], 2 * o);
+  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kGateUp)], 2 * gate_up);
+  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kDown)], 2 * down);
+  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kLmHead)], 2 * bytes(w.lm_head));
+  for (int i = 0; i < StepProfile::kPhases; ++i) {
+    const auto phase = static_cast<StepPhase>(i);
+    EXPECT_GT(profile.seconds[i], 0.0) << StepProfile::name(phase);
+    if (!StepProfile::is_matmul(phase)) {
+      EXPECT_EQ(profile.weight_bytes[i], 0) << StepProfile::name(phase);
+    }
+  }
+  EXPECT_GT(profile.total_seconds(), profile.seconds[at(StepPhase::kLmHead)]);
+}
+
 }  // namespace
 }  // namespace gemmax

@@ -1,0 +1,55 @@
+// Where a model step's wall time goes, phase by phase, summed over the steps it watched
+// (Gemma3Model::set_profile, `gemmax bench --profile`). The matmul phases also count the weight
+// bytes they read, so a report can set their rate against the memory bandwidth and show the time
+// spent outside the weight reads: the fixed per-token cost issue #5 asks about.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+
+namespace gemmax {
+
+enum class StepPhase : int {
+  kSetup,      // input checks, KV page reservation, embedding lookup
+  kNorms,      // every RMSNorm and residual add
+  kQkv,        // q/k/v projections
+  kRope,       // q/k head norms and RoPE
+  kKvStore,    // K/V rows into the cache, commit
+  kAttention,  // scores, softmax, weighted values, chunk merges
+  kOutProj,    // attention output projection
+  kGateUp,     // MLP gate and up projections
+  kGelu,       // gated GELU
+  kDown,       // MLP down projection
+  kLmHead,     // LM head and final softcapping
+  kCount
+};
+
+struct StepProfile {
+  static constexpr int kPhases = static_cast<int>(StepPhase::kCount);
+  std::array<double, kPhases> seconds{};
+  std::array<int64_t, kPhases> weight_bytes{};  // bytes of weights the phase's matmuls read
+  int64_t steps = 0;
+
+  static const char* name(StepPhase phase);
+  static bool is_matmul(StepPhase phase);
+  double total_seconds() const;
+};
+
+// Adds the time since the previous lap (or construction) to a phase. Without a profile it reads no
+// clock: a model nobody profiles pays one branch per phase.
+class PhaseClock {
+ public:
+  PhaseClock() = default;
+  explicit PhaseClock(StepProfile* profile);
+  void lap(StepPhase phase, int64_t weight_bytes = 0) {
+    if (profile_ != nullptr) record(phase, weight_bytes);
+  }
+
+ private:
+  void record(StepPhase phase, int64_t weight_bytes);
+  StepProfile* profile_ = nullptr;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace gemmax
