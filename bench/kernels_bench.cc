@@ -69,17 +69,19 @@ void bm_attention(benchmark::State& state, KernelPath path, bool values) {
   std::vector<float> kv(static_cast<size_t>(kLayers * kKeys * kHd)), q(kHeads * kHd, 0.01f);
   for (size_t i = 0; i < kv.size(); ++i) kv[i] = static_cast<float>(i % 17) * 0.01f;
   std::vector<float> scores(kHeads * kKeys, 0.001f), out(kHeads * kHd);
+  std::vector<const float*> rows(kLayers * kKeys);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = kv.data() + i * kHd;
   for (auto _ : state) {
     for (int64_t l = 0; l < kLayers; ++l) {
-      const float* rows = kv.data() + l * kKeys * kHd;
+      const float* const* layer_rows = rows.data() + l * kKeys;
       for (int64_t c = 0; c < kKeys; c += kChunk) {
         const int64_t n = std::min(kChunk, kKeys - c);
         if (values)
-          attention_values(scores.data() + c, kKeys, kHeads, rows + c * kHd, n, kHd, kHd,
-                           out.data(), kHd);
+          attention_values(scores.data() + c, kKeys, kHeads, layer_rows + c, n, kHd, out.data(),
+                           kHd);
         else
-          attention_scores(q.data(), kHeads, kHd, rows + c * kHd, kHd, n, 0.0625f,
-                           scores.data() + c, kKeys);
+          attention_scores(q.data(), kHeads, kHd, layer_rows + c, n, 0.0625f, scores.data() + c,
+                           kKeys);
       }
     }
     benchmark::DoNotOptimize(scores.data());

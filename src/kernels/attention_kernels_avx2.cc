@@ -41,14 +41,14 @@ GEMMAX_AVX2 inline __m256 reduce8x8(const __m256* a) {
 // dimension, reduce8, the tail elements by fma in order, times scale: the same operations for
 // every tile shape.
 template <int H, int K, class Key>
-GEMMAX_AVX2 inline void score_tile(const float* q, int64_t hd, const Key* keys, int64_t key_stride,
-                                   float scale, float* scores, int64_t score_stride) {
+GEMMAX_AVX2 inline void score_tile(const float* q, int64_t hd, const Key* const* keys, float scale,
+                                   float* scores, int64_t score_stride) {
   __m256 acc[H * K];
   for (int i = 0; i < H * K; ++i) acc[i] = _mm256_setzero_ps();
   int64_t d = 0;
   for (; d + 8 <= hd; d += 8) {
     __m256 kv[K];
-    for (int k = 0; k < K; ++k) kv[k] = load8(keys + k * key_stride + d);
+    for (int k = 0; k < K; ++k) kv[k] = load8(keys[k] + d);
     for (int h = 0; h < H; ++h) {
       __m256 qv = _mm256_loadu_ps(q + h * hd + d);
       if constexpr (K > 1) asm("" : "+x"(qv));  // loaded once for the K keys, not once per fma
@@ -64,8 +64,7 @@ GEMMAX_AVX2 inline void score_tile(const float* q, int64_t hd, const Key* keys, 
   for (int h = 0; h < H; ++h)
     for (int k = 0; k < K; ++k) {
       float s = r[h * K + k];
-      for (int64_t e = d; e < hd; ++e)
-        s = std::fma(q[h * hd + e], load1(keys[k * key_stride + e]), s);
+      for (int64_t e = d; e < hd; ++e) s = std::fma(q[h * hd + e], load1(keys[k][e]), s);
       scores[h * score_stride + k] = s * scale;
     }
 }
@@ -73,64 +72,61 @@ GEMMAX_AVX2 inline void score_tile(const float* q, int64_t hd, const Key* keys, 
 // Asks for the cache lines of key rows [j0, j1) (a decode step streams its keys from memory; the
 // hardware prefetcher alone left the scores ~20% slower than a one-key-at-a-time dot product).
 template <class Key>
-GEMMAX_AVX2 inline void prefetch_keys(const Key* keys, int64_t key_stride, int64_t hd, int64_t j0,
-                                      int64_t j1) {
+GEMMAX_AVX2 inline void prefetch_keys(const Key* const* keys, int64_t hd, int64_t j0, int64_t j1) {
   const int64_t row_bytes = hd * static_cast<int64_t>(sizeof(Key));
   for (int64_t j = j0; j < j1; ++j)
     for (int64_t b = 0; b < row_bytes; b += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(keys + j * key_stride) + b, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(keys[j]) + b, _MM_HINT_T0);
 }
 
 template <int H, int K, class Key>
-GEMMAX_AVX2 void score_heads(const float* q, int64_t hd, const Key* keys, int64_t key_stride,
-                             int64_t n_keys, float scale, float* scores, int64_t score_stride) {
+GEMMAX_AVX2 void score_heads(const float* q, int64_t hd, const Key* const* keys, int64_t n_keys,
+                             float scale, float* scores, int64_t score_stride, bool stream) {
   constexpr int64_t kAhead = 4;  // key rows
-  prefetch_keys(keys, key_stride, hd, 0, std::min(n_keys, kAhead));
+  if (stream) prefetch_keys(keys, hd, 0, std::min(n_keys, kAhead));
   int64_t j = 0;
   for (; j + K <= n_keys; j += K) {
-    prefetch_keys(keys, key_stride, hd, std::min(n_keys, j + kAhead),
-                  std::min(n_keys, j + K + kAhead));
-    score_tile<H, K>(q, hd, keys + j * key_stride, key_stride, scale, scores + j, score_stride);
+    if (stream)
+      prefetch_keys(keys, hd, std::min(n_keys, j + kAhead), std::min(n_keys, j + K + kAhead));
+    score_tile<H, K>(q, hd, keys + j, scale, scores + j, score_stride);
   }
-  for (; j < n_keys; ++j)
-    score_tile<H, 1>(q, hd, keys + j * key_stride, key_stride, scale, scores + j, score_stride);
+  for (; j < n_keys; ++j) score_tile<H, 1>(q, hd, keys + j, scale, scores + j, score_stride);
 }
 
 template <class Key>
-GEMMAX_AVX2 void scores_of(const float* q, int64_t n_heads, int64_t hd, const Key* keys,
-                           int64_t key_stride, int64_t n_keys, float scale, float* scores,
-                           int64_t score_stride) {
+GEMMAX_AVX2 void scores_of(const float* q, int64_t n_heads, int64_t hd, const Key* const* keys,
+                           int64_t n_keys, float scale, float* scores, int64_t score_stride,
+                           bool stream) {
   int64_t h = 0;
   for (; h + 4 <= n_heads; h += 4)
-    score_heads<4, 2>(q + h * hd, hd, keys, key_stride, n_keys, scale, scores + h * score_stride,
-                      score_stride);
+    score_heads<4, 2>(q + h * hd, hd, keys, n_keys, scale, scores + h * score_stride, score_stride,
+                      stream);
   const float* qh = q + h * hd;
   float* sh = scores + h * score_stride;
   switch (n_heads - h) {
     case 3:
-      return score_heads<3, 2>(qh, hd, keys, key_stride, n_keys, scale, sh, score_stride);
+      return score_heads<3, 2>(qh, hd, keys, n_keys, scale, sh, score_stride, stream);
     case 2:
-      return score_heads<2, 4>(qh, hd, keys, key_stride, n_keys, scale, sh, score_stride);
+      return score_heads<2, 4>(qh, hd, keys, n_keys, scale, sh, score_stride, stream);
     case 1:
-      return score_heads<1, 8>(qh, hd, keys, key_stride, n_keys, scale, sh, score_stride);
+      return score_heads<1, 8>(qh, hd, keys, n_keys, scale, sh, score_stride, stream);
     default:
       return;
   }
 }
 
-// out_h[0 .. 8 kRegs) += sum_j w_h[j] * rows[j][...] for H heads: each value vector is loaded
+// out_h[0 .. 8 kRegs) += sum_j w_h[j] * rows[j][d ...] for H heads: each value vector is loaded
 // once for the H heads; per element the fmas run in j order, as n_rows axpy calls would.
 template <int H, int kRegs, class Row>
-GEMMAX_AVX2 inline void value_slice(const float* w, int64_t w_stride, const Row* rows,
-                                    int64_t n_rows, int64_t row_stride, float* out,
-                                    int64_t out_stride) {
+GEMMAX_AVX2 inline void value_slice(const float* w, int64_t w_stride, const Row* const* rows,
+                                    int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
   __m256 acc[H][kRegs];
   for (int h = 0; h < H; ++h)
     for (int i = 0; i < kRegs; ++i) acc[h][i] = _mm256_loadu_ps(out + h * out_stride + 8 * i);
   for (int64_t j = 0; j < n_rows; ++j) {
     __m256 v[kRegs];
     for (int i = 0; i < kRegs; ++i) {
-      v[i] = load8(rows + j * row_stride + 8 * i);
+      v[i] = load8(rows[j] + d + 8 * i);
       if constexpr (H > 1) asm("" : "+x"(v[i]));  // loaded once for the H heads
     }
     for (int h = 0; h < H; ++h) {
@@ -147,69 +143,69 @@ GEMMAX_AVX2 inline void value_slice(const float* w, int64_t w_stride, const Row*
 // and a whole page's rows per slice made every slice miss again. Per element the FMAs still run in
 // row order (out is stored and reloaded between row blocks, exactly).
 template <int H, class Row>
-GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* rows, int64_t n_rows,
-                             int64_t row_stride, int64_t n, float* out, int64_t out_stride) {
+GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* const* rows,
+                             int64_t n_rows, int64_t n, float* out, int64_t out_stride,
+                             bool stream) {
   constexpr int64_t kRowBlock = 16;
   for (int64_t j0 = 0; j0 < n_rows; j0 += kRowBlock) {
     const int64_t nj = std::min(kRowBlock, n_rows - j0);
-    const Row* r = rows + j0 * row_stride;
+    const Row* const* r = rows + j0;
     const float* wj = w + j0;
-    const int64_t next = std::min(kRowBlock, n_rows - j0 - nj);  // rows of the next block
+    const int64_t next =
+        stream ? std::min(kRowBlock, n_rows - j0 - nj) : 0;  // the next block's rows
     int64_t d = 0;
     for (; d + 32 <= n; d += 32) {
       for (int64_t j = 0; j < next; ++j)  // the next block's lines of this slice
         for (int64_t b = 0; b < 32 * static_cast<int64_t>(sizeof(Row)); b += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(r + (nj + j) * row_stride + d) + b,
-                       _MM_HINT_T0);
-      value_slice<H, 4>(wj, w_stride, r + d, nj, row_stride, out + d, out_stride);
+          _mm_prefetch(reinterpret_cast<const char*>(r[nj + j] + d) + b, _MM_HINT_T0);
+      value_slice<H, 4>(wj, w_stride, r, nj, d, out + d, out_stride);
     }
-    for (; d + 8 <= n; d += 8)
-      value_slice<H, 1>(wj, w_stride, r + d, nj, row_stride, out + d, out_stride);
+    for (; d + 8 <= n; d += 8) value_slice<H, 1>(wj, w_stride, r, nj, d, out + d, out_stride);
     for (; d < n; ++d)
       for (int h = 0; h < H; ++h)
         for (int64_t j = 0; j < nj; ++j)
           out[h * out_stride + d] =
-              std::fma(wj[h * w_stride + j], load1(r[j * row_stride + d]), out[h * out_stride + d]);
+              std::fma(wj[h * w_stride + j], load1(r[j][d]), out[h * out_stride + d]);
   }
 }
 
 template <class Row>
-GEMMAX_AVX2 void values_of(const float* w, int64_t w_stride, int64_t n_heads, const Row* rows,
-                           int64_t n_rows, int64_t row_stride, int64_t n, float* out,
-                           int64_t out_stride) {
+GEMMAX_AVX2 void values_of(const float* w, int64_t w_stride, int64_t n_heads,
+                           const Row* const* rows, int64_t n_rows, int64_t n, float* out,
+                           int64_t out_stride, bool stream) {
   int64_t h = 0;
   for (; h + 2 <= n_heads; h += 2)
-    value_heads<2>(w + h * w_stride, w_stride, rows, n_rows, row_stride, n, out + h * out_stride,
-                   out_stride);
+    value_heads<2>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                   stream);
   if (h < n_heads)
-    value_heads<1>(w + h * w_stride, w_stride, rows, n_rows, row_stride, n, out + h * out_stride,
-                   out_stride);
+    value_heads<1>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                   stream);
 }
 
 }  // namespace
 
 GEMMAX_AVX2 void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
-                                       const float* keys, int64_t key_stride, int64_t n_keys,
-                                       float scale, float* scores, int64_t score_stride) {
-  scores_of(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+                                       const float* const* keys, int64_t n_keys, float scale,
+                                       float* scores, int64_t score_stride, bool stream) {
+  scores_of(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride, stream);
 }
 
 GEMMAX_AVX2 void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
-                                       const uint16_t* keys, int64_t key_stride, int64_t n_keys,
-                                       float scale, float* scores, int64_t score_stride) {
-  scores_of(q, n_heads, head_dim, keys, key_stride, n_keys, scale, scores, score_stride);
+                                       const uint16_t* const* keys, int64_t n_keys, float scale,
+                                       float* scores, int64_t score_stride, bool stream) {
+  scores_of(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride, stream);
 }
 
 GEMMAX_AVX2 void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
-                                       const float* rows, int64_t n_rows, int64_t row_stride,
-                                       int64_t n, float* out, int64_t out_stride) {
-  values_of(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+                                       const float* const* rows, int64_t n_rows, int64_t n,
+                                       float* out, int64_t out_stride, bool stream) {
+  values_of(w, w_stride, n_heads, rows, n_rows, n, out, out_stride, stream);
 }
 
 GEMMAX_AVX2 void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
-                                       const uint16_t* rows, int64_t n_rows, int64_t row_stride,
-                                       int64_t n, float* out, int64_t out_stride) {
-  values_of(w, w_stride, n_heads, rows, n_rows, row_stride, n, out, out_stride);
+                                       const uint16_t* const* rows, int64_t n_rows, int64_t n,
+                                       float* out, int64_t out_stride, bool stream) {
+  values_of(w, w_stride, n_heads, rows, n_rows, n, out, out_stride, stream);
 }
 
 }  // namespace gemmax::detail

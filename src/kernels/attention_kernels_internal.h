@@ -6,17 +6,17 @@
 
 namespace gemmax::detail {
 
-void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim, const float* keys,
-                           int64_t key_stride, int64_t n_keys, float scale, float* scores,
-                           int64_t score_stride);
-void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim, const uint16_t* keys,
-                           int64_t key_stride, int64_t n_keys, float scale, float* scores,
-                           int64_t score_stride);
-void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads, const float* rows,
-                           int64_t n_rows, int64_t row_stride, int64_t n, float* out,
-                           int64_t out_stride);
-void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads, const uint16_t* rows,
-                           int64_t n_rows, int64_t row_stride, int64_t n, float* out,
-                           int64_t out_stride);
+void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
+                           const float* const* keys, int64_t n_keys, float scale, float* scores,
+                           int64_t score_stride, bool stream);
+void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
+                           const uint16_t* const* keys, int64_t n_keys, float scale, float* scores,
+                           int64_t score_stride, bool stream);
+void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
+                           const float* const* rows, int64_t n_rows, int64_t n, float* out,
+                           int64_t out_stride, bool stream);
+void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
+                           const uint16_t* const* rows, int64_t n_rows, int64_t n, float* out,
+                           int64_t out_stride, bool stream);
 
 }  // namespace gemmax::detail

@@ -55,6 +55,24 @@ Gemma3Model::Gemma3Model(const Gemma3Config& config, const Gemma3Weights& weight
                                    config_.rope_scaling ? config_.rope_scaling->factor : 1.0);
 }
 
+namespace {
+
+// Pointers to the K and V rows of a run of cache blocks (one KV head's slice of each row at
+// byte offset `offset`, rows `stride` bytes apart within a page), in position order.
+template <class Row>
+void row_pointers(const std::vector<KVBlock>& blocks, int64_t offset, int64_t stride,
+                  std::vector<const Row*>& keys, std::vector<const Row*>& values) {
+  keys.clear();
+  values.clear();
+  for (const KVBlock& b : blocks)
+    for (int64_t i = 0; i < b.n; ++i) {
+      keys.push_back(reinterpret_cast<const Row*>(b.k + offset + i * stride));
+      values.push_back(reinterpret_cast<const Row*>(b.v + offset + i * stride));
+    }
+}
+
+}  // namespace
+
 KVCacheParams Gemma3Model::kv_params(DType kv_dtype, int page_size) const {
   KVCacheParams p;
   p.dtype = kv_dtype;
@@ -247,7 +265,7 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
         for (int64_t c = 0; c < chunks; ++c)
           attend_chunk(layer, seq_of(t), t, head, group, begin + c * key_chunk_,
                        std::min(p + 1, begin + (c + 1) * key_chunk_), cache,
-                       partial.data() + c * rec, chunks * rec);
+                       partial.data() + c * rec, chunks * rec, /*stream=*/false);
         for (int64_t h = 0; h < group; ++h)
           merge_chunks(partial.data() + h * chunks * rec, chunks,
                        s_.attn.data() + (t * nh + head + h) * hd);
@@ -269,7 +287,8 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
       if (c >= chunks_for(p + 1 - begin)) continue;
       attend_chunk(layer, seq_of(t), t, head, per_unit, begin + c * key_chunk_,
                    std::min(p + 1, begin + (c + 1) * key_chunk_), cache,
-                   s_.partials.data() + ((t * nh + head) * max_chunks + c) * rec, max_chunks * rec);
+                   s_.partials.data() + ((t * nh + head) * max_chunks + c) * rec, max_chunks * rec,
+                   /*stream=*/true);
     }
   });
   // Merging is ~1 us per token: one token's heads stay on this thread, a batch is split.
@@ -284,44 +303,66 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
 
 // Query heads [first_head, first_head + n_heads) of token t (one kv group) over keys [key_begin,
 // key_end): per head, at partial + h * head_stride, the record m (max score), l (sum of
-// exp(score - m)) and o[head_dim] (sum of exp(score - m) * value).
+// exp(score - m)) and o[head_dim] (sum of exp(score - m) * value). `stream`: a decode step, whose
+// K/V come from memory (the kernels prefetch ahead).
 void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_head, int64_t n_heads,
                                int64_t key_begin, int64_t key_end, const PagedKVCache& cache,
-                               float* partial, int64_t head_stride) {
+                               float* partial, int64_t head_stride, bool stream) {
   const int64_t hd = config_.head_dim, nh = config_.num_attention_heads;
   const int64_t nkv = config_.num_key_value_heads, group = nh / nkv;
   const float scaling = 1.0f / std::sqrt(static_cast<float>(config_.query_pre_attn_scalar));
   // attn_logit_softcapping is read from the config but, as in transformers' Gemma 3 (the numerical
   // definition; Gemma 2 applied it), not applied: no Gemma 3 checkpoint sets it anyway.
   const DType kv_dtype = cache.params().dtype;
-  const bool f32_kv = kv_dtype == DType::kF32, f16_kv = kv_dtype == DType::kF16;
   const int64_t elem = dtype_row_bytes(kv_dtype, 1);
   const int64_t kv_off = (first_head / group) * hd * elem, kv_stride = nkv * hd * elem;
   // Per-thread buffers that only grow: no allocation per step once warm.
   thread_local std::vector<KVBlock> blocks;
-  thread_local std::vector<float> scores, row;
-  row.resize(hd);
+  thread_local std::vector<const uint16_t*> keys16, values16;
+  thread_local std::vector<const float*> keys32, values32;
+  thread_local std::vector<float> converted;  // BF16 rows as f32
   const int64_t n_keys = key_end - key_begin;
   cache.blocks(seq, layer, key_begin, key_end, blocks);
-  scores.resize(n_heads * n_keys);
   const float* q = s_.q.data() + (t * nh + first_head) * hd;
-  int64_t j = 0;
-  for (const KVBlock& b : blocks) {
-    const std::byte* k = b.k + kv_off;
-    if (f32_kv) {  // a page's rows are equally spaced: one call per block for all the heads
-      attention_scores(q, n_heads, hd, reinterpret_cast<const float*>(k), kv_stride / 4, b.n,
-                       scaling, scores.data() + j, n_keys);
-    } else if (f16_kv) {  // converted in registers
-      attention_scores(q, n_heads, hd, reinterpret_cast<const uint16_t*>(k), kv_stride / 2, b.n,
-                       scaling, scores.data() + j, n_keys);
-    } else {
-      for (int64_t i = 0; i < b.n; ++i) {
-        dequantize_row(kv_dtype, k + i * kv_stride, row.data(), hd);
-        attention_scores(q, n_heads, hd, row.data(), hd, 1, scaling, scores.data() + j + i, n_keys);
-      }
-    }
-    j += b.n;
+  // The kernels take the chunk's rows by pointer, across its pages, so they stream through them
+  // in one pass (a call per 16-row page restarted their prefetch and tiles at every page).
+  if (kv_dtype == DType::kF16) {  // converted in registers
+    row_pointers(blocks, kv_off, kv_stride, keys16, values16);
+    attend_rows(q, n_heads, keys16.data(), values16.data(), n_keys, scaling, partial, head_stride,
+                stream);
+    return;
   }
+  if (kv_dtype == DType::kF32) {
+    row_pointers(blocks, kv_off, kv_stride, keys32, values32);
+  } else {  // BF16: dequantized once per chunk
+    converted.resize(2 * n_keys * hd);
+    keys32.resize(n_keys);
+    values32.resize(n_keys);
+    int64_t j = 0;
+    for (const KVBlock& b : blocks)
+      for (int64_t i = 0; i < b.n; ++i, ++j) {
+        float* k = converted.data() + j * hd;
+        float* v = converted.data() + (n_keys + j) * hd;
+        dequantize_row(kv_dtype, b.k + kv_off + i * kv_stride, k, hd);
+        dequantize_row(kv_dtype, b.v + kv_off + i * kv_stride, v, hd);
+        keys32[j] = k;
+        values32[j] = v;
+      }
+  }
+  attend_rows(q, n_heads, keys32.data(), values32.data(), n_keys, scaling, partial, head_stride,
+              stream);
+}
+
+// Scores, softmax record (m, l) and unnormalised weighted values of n_heads query heads over n_keys
+// key / value rows.
+template <class Row>
+void Gemma3Model::attend_rows(const float* q, int64_t n_heads, const Row* const* keys,
+                              const Row* const* values, int64_t n_keys, float scaling,
+                              float* partial, int64_t head_stride, bool stream) const {
+  const int64_t hd = config_.head_dim;
+  thread_local std::vector<float> scores;
+  scores.resize(n_heads * n_keys);
+  attention_scores(q, n_heads, hd, keys, n_keys, scaling, scores.data(), n_keys, stream);
   for (int64_t h = 0; h < n_heads; ++h) {
     float* sc = scores.data() + h * n_keys;
     float* rec = partial + h * head_stride;
@@ -329,25 +370,8 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
     rec[1] = exp_sub_sum(sc, n_keys, rec[0]);
     std::fill(rec + 2, rec + 2 + hd, 0.0f);
   }
-  j = 0;
-  for (const KVBlock& b : blocks) {
-    const std::byte* v = b.v + kv_off;
-    const float* w = scores.data() + j;
-    float* o = partial + 2;
-    if (f32_kv) {
-      attention_values(w, n_keys, n_heads, reinterpret_cast<const float*>(v), b.n, kv_stride / 4,
-                       hd, o, head_stride);
-    } else if (f16_kv) {
-      attention_values(w, n_keys, n_heads, reinterpret_cast<const uint16_t*>(v), b.n, kv_stride / 2,
-                       hd, o, head_stride);
-    } else {
-      for (int64_t i = 0; i < b.n; ++i) {
-        dequantize_row(kv_dtype, v + i * kv_stride, row.data(), hd);
-        attention_values(w + i, n_keys, n_heads, row.data(), 1, hd, hd, o, head_stride);
-      }
-    }
-    j += b.n;
-  }
+  attention_values(scores.data(), n_keys, n_heads, values, n_keys, hd, partial + 2, head_stride,
+                   stream);
 }
 
 // out = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c over one head's chunk records (M = max m_c),

@@ -55,7 +55,11 @@ class Gemma3Model {
               const PagedKVCache& cache);
   void attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_head, int64_t n_heads,
                     int64_t key_begin, int64_t key_end, const PagedKVCache& cache, float* partial,
-                    int64_t head_stride);
+                    int64_t head_stride, bool stream);
+  template <class Row>
+  void attend_rows(const float* q, int64_t n_heads, const Row* const* keys,
+                   const Row* const* values, int64_t n_keys, float scaling, float* partial,
+                   int64_t head_stride, bool stream) const;
   void merge_chunks(const float* partial, int64_t chunks, float* out) const;
   int64_t key_begin(int layer, int64_t p) const;
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);

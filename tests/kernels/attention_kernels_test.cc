@@ -37,6 +37,16 @@ struct HalfCopy {
   }
 };
 
+// Pointers to n rows of `stride` elements at base, row j stored at slot n - 1 - j: the kernels
+// must follow the pointers (the model hands them rows from several KV pages), not assume a
+// stride.
+template <class T>
+std::vector<const T*> reversed_rows(const T* base, int64_t n, int64_t stride) {
+  std::vector<const T*> p(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) p[j] = base + (n - 1 - j) * stride;
+  return p;
+}
+
 // Keys `stride` floats apart (the KV heads of a page row); head_dim 256 (Gemma 3) and 19 (vector
 // groups plus a scalar tail); 1-6 heads and 0-11 keys cover every tile shape and the leftovers.
 TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
@@ -46,32 +56,33 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
     const int64_t stride = hd + 5, max_heads = 6, max_keys = 11;
     const auto q = random_vec(max_heads * hd, 1), keys = random_vec(max_keys * stride, 2);
     const HalfCopy keys16(keys);
+    const auto kp = reversed_rows(keys.data(), max_keys, stride);
+    const auto kh = reversed_rows(keys16.h.data(), max_keys, stride);
+    const auto kf = reversed_rows(keys16.f.data(), max_keys, stride);
     for (KernelPath path : paths()) {
       set_kernel_path(path);
       for (int64_t nh = 1; nh <= max_heads; ++nh)
         for (int64_t nk = 0; nk <= max_keys; ++nk) {
           std::vector<float> got(nh * 16, -1.0f), got16(nh * 16, -1.0f);
-          attention_scores(q.data(), nh, hd, keys.data(), stride, nk, scale, got.data(), 16);
-          attention_scores(q.data(), nh, hd, keys16.h.data(), stride, nk, scale, got16.data(), 16);
+          attention_scores(q.data(), nh, hd, kp.data(), nk, scale, got.data(), 16);
+          attention_scores(q.data(), nh, hd, kh.data(), nk, scale, got16.data(), 16);
           for (int64_t h = 0; h < nh; ++h) {
             for (int64_t j = 0; j < nk; ++j) {
               double exact = 0, abs_sum = 0;
               for (int64_t d = 0; d < hd; ++d) {
-                exact += static_cast<double>(q[h * hd + d]) * keys[j * stride + d];
-                abs_sum += std::fabs(static_cast<double>(q[h * hd + d]) * keys[j * stride + d]);
+                exact += static_cast<double>(q[h * hd + d]) * kp[j][d];
+                abs_sum += std::fabs(static_cast<double>(q[h * hd + d]) * kp[j][d]);
               }
               // f32 sums of 256 products: a few ulp of the absolute sum, far below 1e-5 of it.
               EXPECT_NEAR(got[h * 16 + j], scale * exact, 1e-5 * scale * abs_sum)
                   << kernel_path_name(path) << " hd=" << hd << " nh=" << nh << " nk=" << nk;
               // The same pair alone (decode scores one head at a time): identical.
               float alone = 0;
-              attention_scores(q.data() + h * hd, 1, hd, keys.data() + j * stride, stride, 1, scale,
-                               &alone, 1);
+              attention_scores(q.data() + h * hd, 1, hd, kp.data() + j, 1, scale, &alone, 1);
               EXPECT_EQ(got[h * 16 + j], alone) << "h=" << h << " j=" << j << " nh=" << nh;
               // f16 keys: the same arithmetic on the converted values.
               float conv = 0;
-              attention_scores(q.data() + h * hd, 1, hd, keys16.f.data() + j * stride, stride, 1,
-                               scale, &conv, 1);
+              attention_scores(q.data() + h * hd, 1, hd, kf.data() + j, 1, scale, &conv, 1);
               EXPECT_EQ(got16[h * 16 + j], conv) << "f16 h=" << h << " j=" << j;
             }
             EXPECT_EQ(got[h * 16 + nk], -1.0f);  // nothing written past n_keys
@@ -83,31 +94,33 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
 
 // Per head, the same as n_rows axpy calls in order, bit for bit, on every path, whatever the
 // number of heads in the call: 107 outputs = three 32-float slices, an 8-float slice and a scalar
-// tail; rows 120 floats apart; f16 rows equal the f32 computation on the converted values.
+// tail; 37 rows (two full blocks of 16 and a partial one), 120 floats apart; f16 rows equal the f32
+// computation on the converted values.
 TEST(AttentionKernels, ValuesEqualAxpyInOrderForEveryHeadCount) {
   PathGuard guard;
-  const int64_t n = 107, stride = 120, n_rows = 5, max_heads = 5, w_stride = 8, out_stride = 110;
+  const int64_t n = 107, stride = 120, n_rows = 37, max_heads = 5, w_stride = 8, out_stride = 110;
   const auto rows = random_vec(n_rows * stride, 11), w = random_vec(max_heads * w_stride, 12);
   const auto out0 = random_vec(max_heads * out_stride, 13);
   const HalfCopy rows16(rows);
+  const auto rp = reversed_rows(rows.data(), n_rows, stride);
+  const auto rh = reversed_rows(rows16.h.data(), n_rows, stride);
+  const auto rf = reversed_rows(rows16.f.data(), n_rows, stride);
   for (KernelPath path : paths()) {
     set_kernel_path(path);
     for (int64_t nh = 1; nh <= max_heads; ++nh) {
       auto got = out0, got16 = out0, want = out0, want16 = out0;
-      attention_values(w.data(), w_stride, nh, rows.data(), n_rows, stride, n, got.data(),
-                       out_stride);
-      attention_values(w.data(), w_stride, nh, rows16.h.data(), n_rows, stride, n, got16.data(),
-                       out_stride);
+      attention_values(w.data(), w_stride, nh, rp.data(), n_rows, n, got.data(), out_stride);
+      attention_values(w.data(), w_stride, nh, rh.data(), n_rows, n, got16.data(), out_stride);
       for (int64_t h = 0; h < nh; ++h) {
         float* o = want.data() + h * out_stride;
         float* o16 = want16.data() + h * out_stride;
         for (int64_t j = 0; j < n_rows; ++j) {
-          axpy(w[h * w_stride + j], rows.data() + j * stride, n, o);
-          axpy(w[h * w_stride + j], rows16.f.data() + j * stride, n, o16);
+          axpy(w[h * w_stride + j], rp[j], n, o);
+          axpy(w[h * w_stride + j], rf[j], n, o16);
         }
         double d0 = out0[h * out_stride + 3];
         for (int64_t j = 0; j < n_rows; ++j)
-          d0 += static_cast<double>(w[h * w_stride + j]) * rows[j * stride + 3];
+          d0 += static_cast<double>(w[h * w_stride + j]) * rp[j][3];
         EXPECT_NEAR(got[h * out_stride + 3], d0, 1e-5);  // and it is the weighted sum
       }
       // Vector slices: exactly axpy's fmas. The scalar tail (the last 3) may fuse differently
@@ -122,8 +135,8 @@ TEST(AttentionKernels, ValuesEqualAxpyInOrderForEveryHeadCount) {
         }
       for (int64_t h = 0; h < nh; ++h) {
         std::vector<float> alone(out0.begin() + h * out_stride, out0.begin() + h * out_stride + n);
-        attention_values(w.data() + h * w_stride, w_stride, 1, rows.data(), n_rows, stride, n,
-                         alone.data(), n);
+        attention_values(w.data() + h * w_stride, w_stride, 1, rp.data(), n_rows, n, alone.data(),
+                         n);
         for (int64_t d = 0; d < n; ++d) EXPECT_EQ(got[h * out_stride + d], alone[d]) << d;
       }
       for (int64_t i = nh * out_stride; i < max_heads * out_stride; ++i)
