@@ -98,7 +98,7 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
 // computation on the converted values.
 TEST(AttentionKernels, ValuesEqualAxpyInOrderForEveryHeadCount) {
   PathGuard guard;
-  const int64_t n = 107, stride = 120, n_rows = 37, max_heads = 5, w_stride = 8, out_stride = 110;
+  const int64_t n = 107, stride = 120, n_rows = 37, max_heads = 5, w_stride = 40, out_stride = 110;
   const auto rows = random_vec(n_rows * stride, 11), w = random_vec(max_heads * w_stride, 12);
   const auto out0 = random_vec(max_heads * out_stride, 13);
   const HalfCopy rows16(rows);
