@@ -68,27 +68,30 @@ def table(a, rows):
         f"{os.cpu_count()} CPUs.",
         "",
         "| model | gemmax prefill tok/s | llama.cpp prefill tok/s | ratio | gemmax decode tok/s "
-        "| llama.cpp decode tok/s | ratio | weight + KV MB/token | decode bound tok/s | gemmax / bound |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| llama.cpp decode tok/s | ratio | weight + KV MB/token | decode bound tok/s | gemmax / bound "
+        "| own probe GB/s | gemmax / own bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, runs, bw in rows:
+    for model, runs, bw, own in rows:
         gp, lp = stats(runs["gemmax"], "prefill_tokens_per_s"), stats(runs["llama.cpp"], "prefill_tokens_per_s")
         gd, ld = stats(runs["gemmax"], "decode_tokens_per_s"), stats(runs["llama.cpp"], "decode_tokens_per_s")
         first = next((r for r in runs["gemmax"] if r), None)
         head = (f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
                 f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} |")
         if first is None or not bw:
-            lines.append(head + " - | - | - |")
+            lines.append(head + " - | - | - | - | - |")
             continue
         wb, kb = first["weight_bytes_per_token"], first.get("kv_bytes_per_token", 0)
         bound = bw / (wb + kb)
         share = f"{100 * gd[0] / bound:.0f}%" if gd else "-"
-        lines.append(head + f" {wb / 1e6:.1f} + {kb / 1e6:.1f} | {bound:.1f} | {share} |")
+        own_share = f"{100 * gd[0] * (wb + kb) / own:.0f}%" if gd else "-"
+        lines.append(head + f" {wb / 1e6:.1f} + {kb / 1e6:.1f} | {bound:.1f} | {share} | "
+                     f"{own / 1e9:.1f} | {own_share} |")
     lines += ["", "Memory and load time (same runs, medians): peak RSS in MiB (llama.cpp: the process's peak "
               "minus what the Python interpreter held before loading the model) and load seconds.", "",
               "| model | gemmax peak RSS MiB | llama.cpp peak RSS MiB | gemmax load s | llama.cpp load s |",
               "|---|---|---|---|---|"]
-    for model, runs, _ in rows:
+    for model, runs, _, _ in rows:
         def med(name, field, scale=1.0):
             s = stats(runs[name], field)
             return "-" if s is None else f"{s[0] / scale:.{3 if scale == 1.0 else 0}f}"
@@ -106,7 +109,7 @@ def fit_fixed_cost(rows):
     = fixed + bytes / rate (issue #5's fit), for gemmax and llama.cpp. Bytes are the weights plus
     the KV rows read (llama.cpp's F16 cache: the same rows at 2 bytes per element)."""
     groups = {}
-    for model, runs, _ in rows:
+    for model, runs, _, _ in rows:
         base = os.path.basename(model)
         if "-random-" not in base:
             continue
@@ -166,11 +169,13 @@ def main():
         probes.append(bw["read_bytes_per_s"])
         rows.append((m, measure(a, m)))
     bandwidth = max(probes)
-    rows = [(m, runs, bandwidth) for m, runs in rows]
+    rows = [(m, runs, bandwidth, own) for (m, runs), own in zip(rows, probes)]
     text = table(a, rows) + fit_fixed_cost(rows) + (
         f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth` before each model): highest "
         f"{bandwidth / 1e9:.2f} GB/s, lowest {min(probes) / 1e9:.2f}; decode bound = highest bandwidth / (weight "
-        f"bytes + mean KV bytes read per decoded token, at gemmax's KV type).")
+        f"bytes + mean KV bytes read per decoded token, at gemmax's KV type); the 'own' columns use the reading "
+        f"taken just before that model (all readings, GB/s: "
+        + ", ".join(f"{p / 1e9:.1f}" for p in probes) + ").")
     print(text)
     if a.readme:
         doc = open(a.readme).read()
