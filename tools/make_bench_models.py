@@ -2,7 +2,8 @@
 """Random-weight Gemma 3 GGUFs at the real 270M / 1B / 4B shapes, for speed measurements only.
 
 Speed depends on shapes and formats, not on the weight values, so the weights are random normal
-(scale 0.02, norms 0) and every projection plus the tied embedding is stored in one format: BF16,
+(scale 0.02, norm weights 1: GGUF stores Gemma's 1 + w, and zeros would make every activation after a
+norm zero) and every projection plus the tied embedding is stored in one format: BF16,
 Q8_0 or Q4_0 (quantized with gguf-py). The metadata of the real Gemma 3 270M GGUF (tokenizer,
 rope bases, context length) is copied so llama.cpp and gemmax both load the files.
 
@@ -78,7 +79,7 @@ def tensors(shape, rng):
         return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float32)
 
     yield "token_embd.weight", rand(VOCAB, h)
-    yield "output_norm.weight", np.zeros(h, np.float32)
+    yield "output_norm.weight", np.ones(h, np.float32)
     for i in range(shape["layers"]):
         p = f"blk.{i}."
         yield p + "attn_q.weight", rand(q, h)
@@ -90,7 +91,7 @@ def tensors(shape, rng):
         yield p + "ffn_down.weight", rand(h, ff)
         for norm, n in (("attn_norm", h), ("attn_q_norm", HEAD_DIM), ("attn_k_norm", HEAD_DIM),
                         ("post_attention_norm", h), ("ffn_norm", h), ("post_ffw_norm", h)):
-            yield p + norm + ".weight", np.zeros(n, np.float32)
+            yield p + norm + ".weight", np.ones(n, np.float32)
 
 
 def more_bits(layer, n_layers):
