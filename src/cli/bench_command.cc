@@ -123,36 +123,31 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
 // rate, and the time outside the weight-streaming matmuls.
 nlohmann::json profile_json(const StepProfile& p) {
   nlohmann::json phases = nlohmann::json::object();
-  double outside = 0;
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
-    const double sec = p.seconds[i] / static_cast<double>(p.steps);
-    phases[StepProfile::name(phase)] = {{"seconds_per_token", sec},
-                                        {"weight_bytes_per_token", p.weight_bytes[i] / p.steps}};
-    if (!StepProfile::is_matmul(phase)) outside += sec;
+    phases[StepProfile::name(phase)] = {
+        {"seconds_per_token", p.seconds_per_step(phase)},
+        {"weight_bytes_per_token", static_cast<int64_t>(p.weight_bytes_per_step(phase))}};
   }
   return {{"steps", p.steps},
           {"seconds_per_token", p.total_seconds() / static_cast<double>(p.steps)},
-          {"outside_matmuls_seconds_per_token", outside},
+          {"outside_matmuls_seconds_per_token", p.outside_matmuls_seconds_per_step()},
           {"phases", phases}};
 }
 
 void print_profile(const StepProfile& p) {
   const double total = p.total_seconds() / static_cast<double>(p.steps);
   fmt::print("decode profile ({} steps; ms per token, share, weights read, rate):\n", p.steps);
-  double outside = 0;
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
-    const double sec = p.seconds[i] / static_cast<double>(p.steps);
-    const double bytes = static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.steps);
-    if (!StepProfile::is_matmul(phase)) outside += sec;
+    const double sec = p.seconds_per_step(phase), bytes = p.weight_bytes_per_step(phase);
     fmt::print("  {:<13} {:8.3f} ms {:5.1f}%", StepProfile::name(phase), sec * 1e3,
                100 * sec / total);
     if (bytes > 0) fmt::print("  {:8.1f} MB  {:5.1f} GB/s", bytes / 1e6, bytes / sec / 1e9);
     fmt::print("\n");
   }
   fmt::print("  total         {:8.3f} ms; outside the matmuls {:.3f} ms per token\n", total * 1e3,
-             outside * 1e3);
+             p.outside_matmuls_seconds_per_step() * 1e3);
 }
 
 // ---- memory bandwidth probe ----

@@ -6,7 +6,6 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <cstring>
 
 #include "kernels/elementwise_internal.h"
 #include "tensor/half.h"

@@ -320,7 +320,8 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   thread_local std::vector<KVBlock> blocks;
   thread_local std::vector<const uint16_t*> keys16, values16;
   thread_local std::vector<const float*> keys32, values32;
-  thread_local std::vector<float> converted;  // BF16 rows as f32
+  thread_local std::vector<const std::byte*> raw_keys, raw_values;  // BF16 rows as stored
+  thread_local std::vector<float> converted;                        // ... and as f32
   const int64_t n_keys = key_end - key_begin;
   cache.blocks(seq, layer, key_begin, key_end, blocks);
   const float* q = s_.q.data() + (t * nh + first_head) * hd;
@@ -335,19 +336,18 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   if (kv_dtype == DType::kF32) {
     row_pointers(blocks, kv_off, kv_stride, keys32, values32);
   } else {  // BF16: dequantized once per chunk
+    row_pointers(blocks, kv_off, kv_stride, raw_keys, raw_values);
     converted.resize(2 * n_keys * hd);
     keys32.resize(n_keys);
     values32.resize(n_keys);
-    int64_t j = 0;
-    for (const KVBlock& b : blocks)
-      for (int64_t i = 0; i < b.n; ++i, ++j) {
-        float* k = converted.data() + j * hd;
-        float* v = converted.data() + (n_keys + j) * hd;
-        dequantize_row(kv_dtype, b.k + kv_off + i * kv_stride, k, hd);
-        dequantize_row(kv_dtype, b.v + kv_off + i * kv_stride, v, hd);
-        keys32[j] = k;
-        values32[j] = v;
-      }
+    for (int64_t j = 0; j < n_keys; ++j) {
+      float* k = converted.data() + j * hd;
+      float* v = converted.data() + (n_keys + j) * hd;
+      dequantize_row(kv_dtype, raw_keys[j], k, hd);
+      dequantize_row(kv_dtype, raw_values[j], v, hd);
+      keys32[j] = k;
+      values32[j] = v;
+    }
   }
   attend_rows(q, n_heads, keys32.data(), values32.data(), n_keys, scaling, partial, head_stride,
               stream);

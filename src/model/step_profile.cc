@@ -43,6 +43,25 @@ double StepProfile::total_seconds() const {
   return total;
 }
 
+double StepProfile::seconds_per_step(StepPhase phase) const {
+  return steps > 0 ? seconds[static_cast<size_t>(phase)] / static_cast<double>(steps) : 0.0;
+}
+
+double StepProfile::weight_bytes_per_step(StepPhase phase) const {
+  return steps > 0 ? static_cast<double>(weight_bytes[static_cast<size_t>(phase)]) /
+                         static_cast<double>(steps)
+                   : 0.0;
+}
+
+double StepProfile::outside_matmuls_seconds_per_step() const {
+  double total = 0;
+  for (int i = 0; i < kPhases; ++i) {
+    const auto phase = static_cast<StepPhase>(i);
+    if (!is_matmul(phase)) total += seconds_per_step(phase);
+  }
+  return total;
+}
+
 PhaseClock::PhaseClock(StepProfile* profile)
     : profile_(profile),
       last_(profile != nullptr ? std::chrono::steady_clock::now()

@@ -34,6 +34,10 @@ struct StepProfile {
   static const char* name(StepPhase phase);
   static bool is_matmul(StepPhase phase);
   double total_seconds() const;
+  // Means per watched step.
+  double seconds_per_step(StepPhase phase) const;
+  double weight_bytes_per_step(StepPhase phase) const;
+  double outside_matmuls_seconds_per_step() const;  // every phase but the matmuls
 };
 
 // Adds the time since the previous lap (or construction) to a phase. Without a profile it reads no
