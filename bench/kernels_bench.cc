@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "kernels/matmul.h"
 #include "kernels/thread_pool.h"
 #include "tensor/half.h"
+#include "tensor/huge_page_buffer.h"
 
 namespace gemmax {
 namespace {
@@ -91,6 +93,49 @@ void bm_attention(benchmark::State& state, KernelPath path, bool values) {
   set_kernel_path(saved);
 }
 
+// A decode step's attention over F16 K/V as gemmax bench stores them (one thread): `layers` x 576
+// cached positions x `kv` kv heads of 256 with `group` query heads each, in 16-row pages (K rows
+// then V rows) and 128-key chunks. 4B: 34 layers, 4 kv heads x 2 (80 MB); 270M: 1 kv head x 4, 72
+// layers (42 MB, past the L3 as the weights make it in a real step); 1 layer: cached.
+// `head_major`: a page keeps each kv head's 16 rows together ([head][row][d]) as the KV cache does,
+// instead of whole rows ([row][head][d]), where one kv head read 512-byte slices 2 KB apart.
+void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_t layers,
+                      bool head_major) {
+  constexpr int64_t kHd = 256, kKeys = 576, kChunk = 128, kPage = 16, kPages = kKeys / kPage;
+  const int64_t page_elems = 2 * kPage * kv * kHd;
+  const auto n_elems = static_cast<size_t>(layers * kPages * page_elems);
+  const HugePageBuffer mem(n_elems * sizeof(uint16_t));  // as the KV cache's pool
+  const std::span<uint16_t> cache(reinterpret_cast<uint16_t*>(mem.data()), n_elems);
+  for (size_t i = 0; i < cache.size(); ++i)
+    cache[i] = f32_to_f16(static_cast<float>(i % 17) * 0.01f);
+  auto row = [&](int64_t layer, int64_t pos, int64_t head, bool value) {
+    const uint16_t* page =
+        cache.data() + (layer * kPages + pos / kPage) * page_elems + (value ? kPage * kv * kHd : 0);
+    const int64_t r = pos % kPage;
+    return page + (head_major ? (head * kPage + r) * kHd : (r * kv + head) * kHd);
+  };
+  std::vector<const uint16_t*> keys(kChunk), values(kChunk);
+  std::vector<float> q(group * kHd, 0.01f), scores(group * kChunk), out(group * kHd);
+  for (auto _ : state) {
+    for (int64_t l = 0; l < layers; ++l)
+      for (int64_t h = 0; h < kv; ++h)
+        for (int64_t c = 0; c < kKeys; c += kChunk) {
+          const int64_t n = std::min(kChunk, kKeys - c);
+          for (int64_t j = 0; j < n; ++j) {
+            keys[j] = row(l, c + j, h, false);
+            values[j] = row(l, c + j, h, true);
+          }
+          attention_scores(q.data(), group, kHd, keys.data(), n, 0.0625f, scores.data(), kChunk,
+                           true);
+          attention_values(scores.data(), kChunk, group, values.data(), n, kHd, out.data(), kHd,
+                           true);
+        }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() *
+                          static_cast<int64_t>(cache.size() * sizeof(uint16_t)));
+}
+
 void bm_matmul(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads,
                int64_t n_tokens) {
   if (!kernel_path_supported(path)) {
@@ -154,6 +199,21 @@ void register_all() {
               [=](benchmark::State& st) { bm_attention(st, path, values); })
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
+      if (threads == 1 && path == KernelPath::kAvx2) {
+        auto add = [&](const std::string& name, int64_t kv, int64_t group, int64_t layers,
+                       bool head_major) {
+          benchmark::RegisterBenchmark(
+              ("attention/" + name).c_str(),
+              [=](benchmark::State& st) { bm_attention_f16(st, kv, group, layers, head_major); })
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
+        };
+        add("f16_4b/row_major/memory", 4, 2, 34, false);
+        add("f16_4b/head_major/memory", 4, 2, 34, true);
+        add("f16_4b/head_major/cached", 4, 2, 1, true);
+        add("f16_270m/memory", 1, 4, 72, true);
+        add("f16_270m/cached", 1, 4, 1, true);
+      }
       // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {
           {DType::kQ5_0, layer_shapes[1]}, {DType::kQ4_K, layer_shapes[2]},

@@ -2,7 +2,6 @@
 // peak RSS, weight bytes read per decoded token) and a memory read-bandwidth probe that turns those
 // bytes into the decode speed the memory system allows.
 #include <fmt/core.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +20,7 @@
 #include "cli/commands.h"
 #include "cli/loaded_model.h"
 #include "kernels/thread_pool.h"
+#include "tensor/huge_page_buffer.h"
 
 namespace gemmax::cli {
 namespace {
@@ -175,10 +175,6 @@ uint64_t sum_words(const uint64_t* p, int64_t n) {
   return total;
 }
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
 // Best-of-5 read bandwidth (bytes/s) over `buf` with `threads` threads, each reading a contiguous
 // slice. The buffer is far larger than any cache, so this is DRAM bandwidth.
 double read_bandwidth(std::span<const uint64_t> buf, int threads) {
@@ -207,12 +203,9 @@ void run_bandwidth(const BenchOptions& o) {
   // The weights are mapped on 2 MiB pages where the kernel gives them (io/mapped_file.cc), so the
   // probe reads such pages too: on 4 KiB pages it read ~5% less, which would have put the bound
   // below what the GEMV can stream.
-  const size_t words = static_cast<size_t>(o.bandwidth_mib) << 17, huge_page = size_t{2} << 20;
-  const std::unique_ptr<uint64_t, FreeDeleter> mem(
-      static_cast<uint64_t*>(std::aligned_alloc(huge_page, words * sizeof(uint64_t))));
-  if (mem == nullptr) throw std::runtime_error("bench --bandwidth: cannot allocate the buffer");
-  ::madvise(mem.get(), words * sizeof(uint64_t), MADV_HUGEPAGE);  // advice only
-  const std::span<uint64_t> buf(mem.get(), words);
+  const size_t words = static_cast<size_t>(o.bandwidth_mib) << 17;
+  const HugePageBuffer mem(words * sizeof(uint64_t));
+  const std::span<uint64_t> buf(reinterpret_cast<uint64_t*>(mem.data()), words);
   for (size_t i = 0; i < buf.size(); ++i) buf[i] = i;  // touch every page before timing
   const double bw1 = read_bandwidth(buf, 1), bwn = read_bandwidth(buf, threads);
   nlohmann::json j{

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <new>
 #include <string>
 #include <utility>
 
@@ -11,8 +10,6 @@
 
 namespace gemmax {
 namespace {
-
-constexpr std::align_val_t kPoolAlign{64};
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -40,8 +37,6 @@ void convert_row(DType dtype, const float* src, int64_t n, std::byte* dst) {
 
 }  // namespace
 
-void PagedKVCache::AlignedFree::operator()(std::byte* p) const { ::operator delete(p, kPoolAlign); }
-
 PagedKVCache::PagedKVCache(KVCacheParams params, int64_t num_pages)
     : params_(std::move(params)), allocator_(0) {
   params_.validate();
@@ -54,7 +49,7 @@ PagedKVCache::PagedKVCache(KVCacheParams params, int64_t num_pages)
                                 " bytes");
   }
   const auto bytes = static_cast<size_t>(num_pages * page_stride_);
-  pool_.reset(static_cast<std::byte*>(::operator new(bytes, kPoolAlign)));
+  pool_ = HugePageBuffer(bytes);
   allocator_ = BlockAllocator(num_pages);
 }
 
@@ -113,7 +108,7 @@ void PagedKVCache::check_layer(int layer) const {
 }
 
 std::byte* PagedKVCache::page_ptr(BlockAllocator::BlockId page) const {
-  return pool_.get() + static_cast<int64_t>(page) * page_stride_;
+  return pool_.data() + static_cast<int64_t>(page) * page_stride_;
 }
 
 int64_t PagedKVCache::pages_to_cover(const Sequence& s, int64_t end_pos) const {
@@ -165,9 +160,12 @@ void PagedKVCache::store(SeqId id, int layer, int64_t pos, const float* k, const
   const int64_t page_index = pos / params_.page_size;
   const int64_t slot = pos % params_.page_size;
   std::byte* page = page_ptr(t.ids[t.head + static_cast<size_t>(page_index - t.first_page)]);
-  const int64_t n = static_cast<int64_t>(params_.n_kv_heads) * params_.head_dim;
-  convert_row(params_.dtype, k, n, page + slot * row_bytes_);
-  convert_row(params_.dtype, v, n, page + (params_.page_size + slot) * row_bytes_);
+  const int64_t hd = params_.head_dim, head_bytes = row_bytes_ / params_.n_kv_heads;
+  for (int64_t h = 0; h < params_.n_kv_heads; ++h) {
+    std::byte* k_dst = page + (h * params_.page_size + slot) * head_bytes;
+    convert_row(params_.dtype, k + h * hd, hd, k_dst);
+    convert_row(params_.dtype, v + h * hd, hd, k_dst + params_.page_size * row_bytes_);
+  }
   t.stored_end = std::max(t.stored_end, pos + 1);
 }
 
@@ -268,7 +266,9 @@ void PagedKVCache::blocks(SeqId id, int layer, int64_t begin, int64_t end,
   for (int64_t pos = begin; pos < end; ++entry, slot = 0) {
     const int64_t n = std::min(end - pos, ps - slot);
     const std::byte* page = page_ptr(t.ids[entry]);
-    out.push_back(KVBlock{pos, n, page + slot * row_bytes_, page + (ps + slot) * row_bytes_});
+    const int64_t head_bytes = row_bytes_ / params_.n_kv_heads;
+    out.push_back(KVBlock{pos, n, page + slot * head_bytes,
+                          page + ps * row_bytes_ + slot * head_bytes, ps * head_bytes, head_bytes});
     pos += n;
   }
 }

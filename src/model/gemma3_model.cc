@@ -57,17 +57,16 @@ Gemma3Model::Gemma3Model(const Gemma3Config& config, const Gemma3Weights& weight
 
 namespace {
 
-// Pointers to the K and V rows of a run of cache blocks (one KV head's slice of each row at
-// byte offset `offset`, rows `stride` bytes apart within a page), in position order.
+// Pointers to kv head `head`'s K and V rows in a run of cache blocks, in position order.
 template <class Row>
-void row_pointers(const std::vector<KVBlock>& blocks, int64_t offset, int64_t stride,
-                  std::vector<const Row*>& keys, std::vector<const Row*>& values) {
+void row_pointers(const std::vector<KVBlock>& blocks, int64_t head, std::vector<const Row*>& keys,
+                  std::vector<const Row*>& values) {
   keys.clear();
   values.clear();
   for (const KVBlock& b : blocks)
     for (int64_t i = 0; i < b.n; ++i) {
-      keys.push_back(reinterpret_cast<const Row*>(b.k + offset + i * stride));
-      values.push_back(reinterpret_cast<const Row*>(b.v + offset + i * stride));
+      keys.push_back(reinterpret_cast<const Row*>(b.k_row(i, head)));
+      values.push_back(reinterpret_cast<const Row*>(b.v_row(i, head)));
     }
 }
 
@@ -314,8 +313,7 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   // attn_logit_softcapping is read from the config but, as in transformers' Gemma 3 (the numerical
   // definition; Gemma 2 applied it), not applied: no Gemma 3 checkpoint sets it anyway.
   const DType kv_dtype = cache.params().dtype;
-  const int64_t elem = dtype_row_bytes(kv_dtype, 1);
-  const int64_t kv_off = (first_head / group) * hd * elem, kv_stride = nkv * hd * elem;
+  const int64_t kv_head = first_head / group;
   // Per-thread buffers that only grow: no allocation per step once warm.
   thread_local std::vector<KVBlock> blocks;
   thread_local std::vector<const uint16_t*> keys16, values16;
@@ -328,15 +326,15 @@ void Gemma3Model::attend_chunk(int layer, SeqId seq, int64_t t, int64_t first_he
   // The kernels take the chunk's rows by pointer, across its pages, so they stream through them
   // in one pass (a call per 16-row page restarted their prefetch and tiles at every page).
   if (kv_dtype == DType::kF16) {  // converted in registers
-    row_pointers(blocks, kv_off, kv_stride, keys16, values16);
+    row_pointers(blocks, kv_head, keys16, values16);
     attend_rows(q, n_heads, keys16.data(), values16.data(), n_keys, scaling, partial, head_stride,
                 stream);
     return;
   }
   if (kv_dtype == DType::kF32) {
-    row_pointers(blocks, kv_off, kv_stride, keys32, values32);
+    row_pointers(blocks, kv_head, keys32, values32);
   } else {  // BF16: dequantized once per chunk
-    row_pointers(blocks, kv_off, kv_stride, raw_keys, raw_values);
+    row_pointers(blocks, kv_head, raw_keys, raw_values);
     converted.resize(2 * n_keys * hd);
     keys32.resize(n_keys);
     values32.resize(n_keys);

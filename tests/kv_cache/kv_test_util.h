@@ -67,14 +67,15 @@ inline float decode(DType t, const std::byte* p, int64_t i) {
 inline std::vector<float> read_rows(const PagedKVCache& c, SeqId id, int layer, int64_t begin,
                                     int64_t end, bool is_v) {
   const auto& p = c.params();
-  const int64_t n = static_cast<int64_t>(p.n_kv_heads) * p.head_dim;
   std::vector<KVBlock> blocks;
   c.blocks(id, layer, begin, end, blocks);
   std::vector<float> out;
-  for (const KVBlock& b : blocks) {
-    const std::byte* base = is_v ? b.v : b.k;
-    for (int64_t i = 0; i < b.n * n; ++i) out.push_back(decode(p.dtype, base, i));
-  }
+  for (const KVBlock& b : blocks)
+    for (int64_t i = 0; i < b.n; ++i)
+      for (int64_t h = 0; h < p.n_kv_heads; ++h) {
+        const std::byte* row = is_v ? b.v_row(i, h) : b.k_row(i, h);
+        for (int64_t d = 0; d < p.head_dim; ++d) out.push_back(decode(p.dtype, row, d));
+      }
   return out;
 }
 

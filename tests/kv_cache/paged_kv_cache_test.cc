@@ -120,8 +120,12 @@ TEST(PagedKVCache, BlocksSplitAtPageBoundariesAndPartialPages) {
   EXPECT_EQ(out[2].n, 2);
   const int64_t row = p.row_bytes();
   for (const KVBlock& b : out) {
-    // Within a page V rows follow the page's K rows: v - k is page_size rows for every block.
+    // Within a page V rows follow the page's K rows: v - k is page_size rows for every block;
+    // each kv head's rows are contiguous.
     EXPECT_EQ(b.v - b.k, p.page_size * row);
+    EXPECT_EQ(b.row_stride, p.head_dim * 4);
+    EXPECT_EQ(b.head_stride, p.page_size * p.head_dim * 4);
+    EXPECT_EQ(b.k_row(1, 1) - b.k, b.head_stride + b.row_stride);
     // Pages are cache-line aligned, so a block starting a page is too.
     if (b.first_pos % p.page_size == 0) {
       EXPECT_EQ(reinterpret_cast<uintptr_t>(b.k) % 64, 0u);

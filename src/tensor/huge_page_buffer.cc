@@ -1,0 +1,55 @@
+#include "tensor/huge_page_buffer.h"
+
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <new>
+#include <utility>
+
+namespace gemmax {
+
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+}  // namespace
+
+HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
+  if (bytes == 0) return;
+  if (bytes > SIZE_MAX - 2 * kHugePage) throw std::bad_alloc();
+  mapped_ = (bytes + kHugePage - 1) & ~(kHugePage - 1);
+  // Reserve one huge page more than needed, keep the part that starts at a 2 MiB boundary.
+  const size_t span = mapped_ + kHugePage;
+  void* p = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  const auto base = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = (base + kHugePage - 1) & ~(kHugePage - 1);
+  if (aligned > base) ::munmap(p, aligned - base);
+  if (base + span > aligned + mapped_)
+    ::munmap(reinterpret_cast<void*>(aligned + mapped_), base + span - (aligned + mapped_));
+  data_ = reinterpret_cast<std::byte*>(aligned);
+  ::madvise(data_, mapped_, MADV_HUGEPAGE);  // advice only
+}
+
+HugePageBuffer::~HugePageBuffer() { release(); }
+
+HugePageBuffer::HugePageBuffer(HugePageBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, 0)) {}
+
+HugePageBuffer& HugePageBuffer::operator=(HugePageBuffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    mapped_ = std::exchange(other.mapped_, 0);
+  }
+  return *this;
+}
+
+void HugePageBuffer::release() noexcept {
+  if (data_ != nullptr) ::munmap(data_, mapped_);
+  data_ = nullptr;
+  size_ = mapped_ = 0;
+}
+
+}  // namespace gemmax

@@ -1,0 +1,34 @@
+// Zero-filled anonymous memory at a 2 MiB boundary with MADV_HUGEPAGE, unmapped when the object
+// dies. For the big buffers a decode step streams through (the KV cache pool, the bandwidth
+// probe): on 4 KiB pages each 4 KiB of a stream costs a TLB miss and stops the hardware
+// prefetcher at the page edge. Pages are only backed once touched, as with any anonymous mapping;
+// where the kernel gives no huge pages (THP off) it is an ordinary mapping.
+#pragma once
+
+#include <cstddef>
+
+namespace gemmax {
+
+class HugePageBuffer {
+ public:
+  HugePageBuffer() = default;
+  // Throws std::bad_alloc when the address space cannot be had.
+  explicit HugePageBuffer(size_t bytes);
+  ~HugePageBuffer();
+  HugePageBuffer(const HugePageBuffer&) = delete;
+  HugePageBuffer& operator=(const HugePageBuffer&) = delete;
+  HugePageBuffer(HugePageBuffer&& other) noexcept;
+  HugePageBuffer& operator=(HugePageBuffer&& other) noexcept;
+
+  std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void release() noexcept;
+
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;    // as asked
+  size_t mapped_ = 0;  // size rounded up to whole 2 MiB pages
+};
+
+}  // namespace gemmax
