@@ -141,12 +141,14 @@ GEMMAX_AVX2 inline void value_slice(const float* w, int64_t w_stride, const Row*
 // Rows are taken 16 at a time (16 KB of f32 values for Gemma 3's 256-wide heads), every slice of
 // the output passing over them while they are in L1: a decode step streams its values from memory,
 // and a whole page's rows per slice made every slice miss again. Per element the FMAs still run in
-// row order (out is stored and reloaded between row blocks, exactly).
-template <int H, class Row>
+// row order (out is stored and reloaded between row blocks, exactly). Slices are 8 x kRegs floats
+// (H x kRegs accumulators in registers).
+template <int H, int kRegs, class Row>
 GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* const* rows,
                              int64_t n_rows, int64_t n, float* out, int64_t out_stride,
                              bool stream) {
-  constexpr int64_t kRowBlock = 16;
+  constexpr int64_t kRowBlock = 16, kSlice = 8 * kRegs;
+  constexpr int64_t kSliceBytes = kSlice * static_cast<int64_t>(sizeof(Row));
   for (int64_t j0 = 0; j0 < n_rows; j0 += kRowBlock) {
     const int64_t nj = std::min(kRowBlock, n_rows - j0);
     const Row* const* r = rows + j0;
@@ -154,11 +156,14 @@ GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* const*
     const int64_t next =
         stream ? std::min(kRowBlock, n_rows - j0 - nj) : 0;  // the next block's rows
     int64_t d = 0;
-    for (; d + 32 <= n; d += 32) {
-      for (int64_t j = 0; j < next; ++j)  // the next block's lines of this slice
-        for (int64_t b = 0; b < 32 * static_cast<int64_t>(sizeof(Row)); b += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(r[nj + j] + d) + b, _MM_HINT_T0);
-      value_slice<H, 4>(wj, w_stride, r, nj, d, out + d, out_stride);
+    for (; d + kSlice <= n; d += kSlice) {
+      // The next block's lines of this slice, once per 64 bytes (a slice of f16 is half a line).
+      const int64_t at = d * static_cast<int64_t>(sizeof(Row));
+      if (at % 64 == 0)
+        for (int64_t j = 0; j < next; ++j)
+          for (int64_t b = 0; b < std::max<int64_t>(kSliceBytes, 64); b += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(r[nj + j]) + at + b, _MM_HINT_T0);
+      value_slice<H, kRegs>(wj, w_stride, r, nj, d, out + d, out_stride);
     }
     for (; d + 8 <= n; d += 8) value_slice<H, 1>(wj, w_stride, r, nj, d, out + d, out_stride);
     for (; d < n; ++d)
@@ -169,17 +174,23 @@ GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* const*
   }
 }
 
+// Four heads per pass where the group has them (270M, 1B: 4 query heads per kv head), so each
+// value row is read and converted once for all of them (two passes of two heads read them twice);
+// pairs then single heads for the rest.
 template <class Row>
 GEMMAX_AVX2 void values_of(const float* w, int64_t w_stride, int64_t n_heads,
                            const Row* const* rows, int64_t n_rows, int64_t n, float* out,
                            int64_t out_stride, bool stream) {
   int64_t h = 0;
+  for (; h + 4 <= n_heads; h += 4)
+    value_heads<4, 2>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                      stream);
   for (; h + 2 <= n_heads; h += 2)
-    value_heads<2>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
-                   stream);
+    value_heads<2, 4>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                      stream);
   if (h < n_heads)
-    value_heads<1>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
-                   stream);
+    value_heads<1, 4>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                      stream);
 }
 
 }  // namespace

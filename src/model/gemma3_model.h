@@ -62,6 +62,9 @@ class Gemma3Model {
                    int64_t head_stride, bool stream) const;
   void merge_chunks(const float* partial, int64_t chunks, float* out) const;
   int64_t key_begin(int layer, int64_t p) const;
+  int64_t chunks_for(int64_t n_keys) const;  // key chunks of a token that sees n_keys keys
+  // First key (counted from the token's first) of chunk c of `chunks`; c == chunks gives n_keys.
+  static int64_t chunk_start(int64_t n_keys, int64_t chunks, int64_t c);
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
   int64_t bytes_of(std::initializer_list<const TensorView*> tensors) const;
 
