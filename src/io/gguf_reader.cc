@@ -86,7 +86,11 @@ std::string in_quotes(std::string_view s) {
 // being read and the byte offset.
 class Cursor {
  public:
-  Cursor(std::span<const std::byte> bytes, const std::string& path) : bytes_(bytes), path_(path) {}
+  Cursor(std::span<const std::byte> bytes, const std::string& path, uint64_t max_array_elements)
+      : bytes_(bytes), path_(path), max_array_elements_(max_array_elements) {}
+
+  // Arrays longer than this are skipped (GgufReadOptions::max_array_elements).
+  uint64_t max_array_elements() const { return max_array_elements_; }
 
   size_t pos() const { return pos_; }
   const std::string& path() const { return path_; }
@@ -129,6 +133,12 @@ class Cursor {
     elements_ += n;
   }
 
+  // Steps over n bytes (a skipped value), failing if fewer are left.
+  void skip(uint64_t n, const std::string& what) {
+    if (n > remaining()) fail(what, "file is truncated");
+    pos_ += n;
+  }
+
   std::string read_string(const std::string& what) {
     std::string s;
     read_string_into(what, s);
@@ -138,13 +148,17 @@ class Cursor {
  private:
   std::span<const std::byte> bytes_;
   const std::string& path_;
+  uint64_t max_array_elements_;
   size_t pos_ = 0;
   uint64_t elements_ = 0;
 };
 
 void read_value(Cursor& in, uint32_t type, GgufValue& v, const std::string& what, int depth);
 
-void read_array(Cursor& in, GgufValue& v, const std::string& what, int depth) {
+// An array's element type and count, checked: the type is known, the nesting shallow, and the
+// count fits in the bytes left (each element needs at least min_value_bytes), so nothing is
+// allocated or looped over on a lie.
+std::pair<uint32_t, uint64_t> read_array_header(Cursor& in, const std::string& what, int depth) {
   if (depth >= kMaxArrayDepth) {
     in.fail(what, "arrays nested deeper than " + std::to_string(kMaxArrayDepth) + " levels");
   }
@@ -152,18 +166,56 @@ void read_array(Cursor& in, GgufValue& v, const std::string& what, int depth) {
   const uint64_t elem_min = min_value_bytes(elem_type);
   if (elem_min == 0) in.fail(what, "unknown array element type " + std::to_string(elem_type));
   const uint64_t count = in.read<uint64_t>(what);
-  // Each element needs at least elem_min bytes, so a count beyond that is a lie; reject it before
-  // allocating anything.
   if (count > in.remaining() / elem_min) {
     in.fail(what, "array of " + std::to_string(count) + " " + type_name(elem_type) +
                       " elements cannot fit in the " + std::to_string(in.remaining()) +
                       " bytes left");
   }
+  return {elem_type, count};
+}
+
+// Steps over one value of `type` with the same checks as read_value, decoding nothing.
+void skip_value(Cursor& in, uint32_t type, const std::string& what, int depth) {
+  switch (type) {
+    case kBool: {
+      const uint8_t b = in.read<uint8_t>(what);
+      if (b > 1) in.fail(what, "bool value " + std::to_string(b) + " is neither 0 nor 1");
+      return;
+    }
+    case kString: {
+      const uint64_t len = in.read<uint64_t>(what);
+      if (len > in.remaining()) {
+        in.fail(what, "string length " + std::to_string(len) + " exceeds the " +
+                          std::to_string(in.remaining()) + " bytes left");
+      }
+      in.skip(len, what);
+      return;
+    }
+    case kArray: {
+      const auto [elem_type, count] = read_array_header(in, what, depth);
+      for (uint64_t i = 0; i < count; ++i) skip_value(in, elem_type, what, depth + 1);
+      return;
+    }
+    default: {
+      const uint64_t bytes = min_value_bytes(type);  // the fixed-size types
+      if (bytes == 0) in.fail(what, "unknown value type " + std::to_string(type));
+      in.skip(bytes, what);
+    }
+  }
+}
+
+void read_array(Cursor& in, GgufValue& v, const std::string& what, int depth) {
+  const auto [elem_type, count] = read_array_header(in, what, depth);
+  v.array_type = elem_type;
+  if (count > in.max_array_elements()) {
+    for (uint64_t i = 0; i < count; ++i) skip_value(in, elem_type, what, depth + 1);
+    v.value = GgufUnloadedArray{count};
+    return;
+  }
   in.charge_elements(count, what);
   auto array = std::make_shared<GgufArray>(count);
   // Elements are filled in place: tokenizer arrays hold 262144 entries and this is the hot loop.
   for (GgufValue& elem : *array) read_value(in, elem_type, elem, what, depth + 1);
-  v.array_type = elem_type;
   v.value = std::move(array);
 }
 
@@ -268,23 +320,29 @@ const std::string& GgufValue::as_string(const std::string& key) const {
 
 const GgufArray& GgufValue::as_array(const std::string& key) const {
   if (const auto* a = std::get_if<std::shared_ptr<GgufArray>>(&value)) return **a;
+  if (const auto* u = std::get_if<GgufUnloadedArray>(&value)) {
+    throw GgufError("metadata key " + in_quotes(key) + ": array of " + std::to_string(u->count) +
+                    " elements was not decoded (GgufReadOptions::max_array_elements)");
+  }
   wrong_type(key, "an array", type);
 }
 
 // ---- GgufReader
 // ---------------------------------------------------------------------------------------
 
-GgufReader::GgufReader(const std::string& path) : path_(path) {
+GgufReader::GgufReader(const std::string& path, GgufReadOptions options) : path_(path) {
   try {
     file_ = std::make_unique<MappedFile>(path);
   } catch (const std::runtime_error& e) {
     throw GgufError(e.what());
   }
-  parse(file_->bytes());
+  parse(file_->bytes(), options);
 }
 
-GgufReader::GgufReader(std::span<const std::byte> bytes, const std::string& name) : path_(name) {
-  parse(bytes);
+GgufReader::GgufReader(std::span<const std::byte> bytes, const std::string& name,
+                       GgufReadOptions options)
+    : path_(name) {
+  parse(bytes, options);
 }
 
 namespace {
@@ -368,8 +426,8 @@ TensorView make_view(const Cursor& in, std::span<const std::byte> bytes, uint64_
 
 }  // namespace
 
-void GgufReader::parse(std::span<const std::byte> bytes) {
-  Cursor in(bytes, path_);
+void GgufReader::parse(std::span<const std::byte> bytes, const GgufReadOptions& options) {
+  Cursor in(bytes, path_, options.max_array_elements);
   if (in.read<uint32_t>("magic") != kMagic) in.fail("magic", "not a GGUF file");
   version_ = in.read<uint32_t>("version");
   if (version_ != 2 && version_ != 3) {

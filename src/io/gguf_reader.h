@@ -24,9 +24,14 @@ class GgufError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// One metadata value. Arrays hold their elements already decoded (strings as std::string).
+// One metadata value. Arrays hold their elements already decoded (strings as std::string), except
+// arrays longer than the reader's GgufReadOptions::max_array_elements, which are checked and
+// skipped (GgufUnloadedArray: their length only).
 struct GgufValue;
 using GgufArray = std::vector<GgufValue>;
+struct GgufUnloadedArray {
+  uint64_t count = 0;
+};
 struct GgufValue {
   // GGUF value type ids: 0 u8, 1 i8, 2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array,
   // 10 u64, 11 i64, 12 f64.
@@ -34,23 +39,35 @@ struct GgufValue {
   // For arrays (type 9): the GGUF type id of the elements, kept so empty arrays still say what they
   // hold.
   uint32_t array_type = 0;
-  std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>> value;
+  std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>,
+               GgufUnloadedArray>
+      value;
 
   // Numeric access with conversion; throws GgufError (naming `key`) when the value is not numeric.
   int64_t as_int(const std::string& key) const;
   double as_float(const std::string& key) const;
   bool as_bool(const std::string& key) const;
   const std::string& as_string(const std::string& key) const;
+  // Throws GgufError for an array the reader skipped (see GgufReadOptions).
   const GgufArray& as_array(const std::string& key) const;
+};
+
+struct GgufReadOptions {
+  // Arrays with more elements are validated but not decoded. Each decoded element costs ~48 bytes
+  // (a GgufValue), so a tokenizer's three 262144-entry arrays took ~37 MB for as long as the
+  // reader lived; the model's reader, which needs only tensors and config, skips them (the
+  // tokenizer reads the file with its own reader and builds its own tables).
+  uint64_t max_array_elements = UINT64_MAX;
 };
 
 class GgufReader {
  public:
   // Opens and parses `path`; throws GgufError on any malformed header, metadata or tensor info.
-  explicit GgufReader(const std::string& path);
+  explicit GgufReader(const std::string& path, GgufReadOptions options = {});
   // Parses an in-memory GGUF image (fuzzing, tests). `bytes` must outlive the reader: tensor views
   // point into it. `name` stands in for the path in error messages.
-  GgufReader(std::span<const std::byte> bytes, const std::string& name);
+  GgufReader(std::span<const std::byte> bytes, const std::string& name,
+             GgufReadOptions options = {});
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
@@ -76,7 +93,7 @@ class GgufReader {
   const TensorView& tensor(const std::string& name) const;  // throws naming the tensor
 
  private:
-  void parse(std::span<const std::byte> bytes);
+  void parse(std::span<const std::byte> bytes, const GgufReadOptions& options);
 
   std::unique_ptr<MappedFile> file_;  // null for in-memory images
   std::string path_;

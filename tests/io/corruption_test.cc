@@ -85,6 +85,17 @@ size_t after_string(const Bytes& b, const std::string& s) {
   return at + needle.size();
 }
 
+void expect_gguf_error_with(const Bytes& bytes, const GgufReadOptions& options,
+                            std::initializer_list<std::string> parts) {
+  try {
+    GgufReader r(bytes, "mem", options);
+    FAIL() << "parsed although it should not";
+  } catch (const GgufError& e) {
+    for (const std::string& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
 void expect_gguf_error(const Bytes& bytes, std::initializer_list<std::string> parts) {
   const std::string msg = gguf_error(bytes);
   ASSERT_FALSE(msg.empty()) << "parsed although it should not";
@@ -284,6 +295,53 @@ TEST(GgufHandBuilt, ArrayElementBudget) {
   } catch (const GgufError& e) {
     EXPECT_NE(std::string(e.what()).find("'big'"), std::string::npos) << e.what();
   }
+}
+
+// Arrays past GgufReadOptions::max_array_elements are stepped over with every check the decoding
+// path makes, so the tensor-only reader of a model is as strict as the full one, and cheaper.
+TEST(GgufHandBuilt, SkippedArraysAreCheckedNotDecoded) {
+  const GgufReadOptions skip{.max_array_elements = 2};
+  const std::byte one{1};
+  GgufBuilder b(0, 4);
+  b.str("small").u32(9).u32(4).u64(2).u32(7).u32(8);               // 2 u32: decoded
+  b.str("words").u32(9).u32(8).u64(3).str("a").str("bc").str("");  // 3 strings: skipped
+  b.str("nested").u32(9).u32(9).u64(3);                            // 3 arrays: skipped,
+  for (int i = 0; i < 3; ++i) b.u32(7).u64(1).raw(&one, 1);        // one bool each
+  b.str("after").u32(4).u32(42);
+  const Bytes& good = b.bytes();
+  EXPECT_EQ(GgufReader(good, "mem").find("words")->as_array("words").size(), 3u);
+
+  const GgufReader r(good, "mem", skip);
+  EXPECT_EQ(r.find("small")->as_array("small").at(1).as_int("small"), 8);
+  EXPECT_EQ(r.get_int("after"), 42);  // the skipped values were stepped over exactly
+  EXPECT_EQ(r.find("words")->array_type, 8u);
+  EXPECT_EQ(std::get<GgufUnloadedArray>(r.find("words")->value).count, 3u);
+  EXPECT_EQ(std::get<GgufUnloadedArray>(r.find("nested")->value).count, 3u);
+  try {
+    (void)r.find("words")->as_array("words");
+    FAIL() << "expected GgufError";
+  } catch (const GgufError& e) {
+    EXPECT_NE(std::string(e.what()).find("'words'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("3 elements"), std::string::npos) << e.what();
+  }
+
+  // Corrupt skipped values fail as decoded ones do: every truncation, a bool of 2, a string
+  // longer than the file, an unknown element type.
+  for (size_t n = 0; n < good.size(); ++n) {
+    const Bytes cut(good.begin(), good.begin() + static_cast<ptrdiff_t>(n));
+    EXPECT_THROW(GgufReader(cut, "mem", skip), GgufError) << "prefix of " << n << " bytes";
+  }
+  Bytes bad_bool = good;
+  const size_t after_bytes = 8 + 5 + 4 + 4;                // "after": key, type, value
+  bad_bool[good.size() - after_bytes - 1] = std::byte{2};  // the last nested bool
+  expect_gguf_error_with(bad_bool, skip, {"'nested'", "bool value 2"});
+  GgufBuilder huge(0, 1);
+  const Bytes padding(64, std::byte{0});  // so the counts fit the bytes left
+  huge.str("s").u32(9).u32(8).u64(3).u64(uint64_t{1} << 40).raw(padding.data(), padding.size());
+  expect_gguf_error_with(huge.bytes(), skip, {"'s'", "string length"});
+  GgufBuilder unknown(0, 1);
+  unknown.str("u").u32(9).u32(9).u64(3).u32(77).u64(0).raw(padding.data(), padding.size());
+  expect_gguf_error_with(unknown.bytes(), skip, {"'u'", "unknown array element type 77"});
 }
 
 TEST(GgufHandBuilt, AlignmentMustBeAPowerOfTwo) {
