@@ -454,10 +454,13 @@ GEMMAX_AVX2 float row_q5_1(const uint8_t* w, const void* act, int64_t k) {
 
 // The eight 6-bit scales and mins of a Q4_K/Q5_K block, unpacked from their 12 bytes with word
 // operations (the same rule as quant::k_scale_min): per row and block instead of per sub-block
-// and token. `mins` holds min_j twice, as int16, at lanes 2j and 2j+1, to multiply the
-// activations' 16-element sums (A8Block256::bsums) pairwise.
+// and token. `scales` holds scale j as int16 at lane j of both 128-bit halves, so
+// sub_block_scale() spreads one over a register with a byte shuffle (set1 from a byte in memory
+// took three operations per sub-block, a third of a GEMV's vector work). `mins` holds min_j twice,
+// as int16, at lanes 2j and 2j+1, to multiply the activations' 16-element sums
+// (A8Block256::bsums) pairwise.
 struct KScales {
-  uint8_t sc[8];
+  __m256i scales;
   __m256i mins;
 };
 
@@ -466,13 +469,19 @@ GEMMAX_AVX2 inline KScales unpack_k_scales(const uint8_t* q) {
   const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
   const uint32_t sc_hi = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
   const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
-  KScales k;
-  std::memcpy(k.sc, &sc_lo, 4);
-  std::memcpy(k.sc + 4, &sc_hi, 4);
+  const __m128i sc8 = _mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo));
   const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
   const __m128i twice = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  k.mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m8, twice));
-  return k;
+  return {_mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8)),
+          _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m8, twice))};
+}
+
+// Lane i of `words` (int16, the same in both halves), in all 16 lanes of a register.
+template <int I>
+GEMMAX_AVX2 inline __m256i spread_word(__m256i words) {
+  static_assert(I >= 0 && I < 8);
+  return _mm256_shuffle_epi8(words,
+                             _mm256_set1_epi16(static_cast<int16_t>((2 * I + 1) << 8 | 2 * I)));
 }
 
 // Q4_K/Q5_K: sum over sub-blocks j of (d*sc_j * sum(q*qx) - dmin*m_j * sum(qx)) * dx. The int16
@@ -497,6 +506,10 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
       isum[t] = _mm256_setzero_si256();
     }
     const __m256i qh = kFifthBit ? loadu(w + q5_k::kQh) : _mm256_setzero_si256();
+    const __m256i sub_scales[8] = {spread_word<0>(ks.scales), spread_word<1>(ks.scales),
+                                   spread_word<2>(ks.scales), spread_word<3>(ks.scales),
+                                   spread_word<4>(ks.scales), spread_word<5>(ks.scales),
+                                   spread_word<6>(ks.scales), spread_word<7>(ks.scales)};
     for (int c = 0; c < 4; ++c) {  // 64 elements: sub-blocks 2c (low nibbles) and 2c+1 (high)
       const __m256i qs = loadu(w + kQs + 32 * c);
       __m256i lo = _mm256_and_si256(qs, low4);
@@ -507,8 +520,7 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
         hi = _mm256_or_si256(
             hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
       }
-      const __m256i s_lo = _mm256_set1_epi16(ks.sc[2 * c]);
-      const __m256i s_hi = _mm256_set1_epi16(ks.sc[2 * c + 1]);
+      const __m256i s_lo = sub_scales[2 * c], s_hi = sub_scales[2 * c + 1];
       for (int t = 0; t < T; ++t) {
         const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu(a[t]->q + 64 * c));
         const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu(a[t]->q + 64 * c + 32));
@@ -530,6 +542,14 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
   for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
 }
 
+// Shuffle control: int16 lane j of each half to all lanes of the low half, lane j + 1 to all lanes
+// of the high half.
+GEMMAX_AVX2 inline __m256i pair_spread(int j) {
+  const auto lo = static_cast<int16_t>((2 * j + 1) << 8 | 2 * j);
+  const auto hi = static_cast<int16_t>((2 * j + 3) << 8 | (2 * j + 2));
+  return _mm256_setr_epi16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
+}
+
 // Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
 // sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16. T tokens as above.
 template <int T>
@@ -540,7 +560,13 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
   zero_accumulators<T>(acc);
   for (int64_t b = 0; b < k / kQKK; ++b, w += q6_k::kBytes) {
     prefetch_ahead(w, q6_k::kBytes);
-    const auto* sc = reinterpret_cast<const int8_t*>(w + q6_k::kScales);
+    // The 16 int8 scales as int16; half h (scales 8h..8h+7) in both 128-bit halves, so one byte
+    // shuffle spreads scale g over the low half and g + 1 over the high half (set1 of two bytes
+    // from memory took ~7 operations per 32 elements).
+    const __m256i sc16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + q6_k::kScales)));
+    const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                _mm256_permute2x128_si256(sc16, sc16, 0x11)};
     const A8Block256* a[T];
     __m256i isum[T];
     for (int t = 0; t < T; ++t) {
@@ -555,8 +581,8 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
         const __m256i hi =
             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits), 4);
         const __m256i q = _mm256_or_si256(lo, hi);
-        const int g = 8 * h + 2 * s;  // scale group of the first 16 elements
-        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+        // Scale groups 8h + 2s (the first 16 elements) and 8h + 2s + 1.
+        const __m256i scales = _mm256_shuffle_epi8(sc_half[h], pair_spread(2 * s));
         for (int t = 0; t < T; ++t) {
           const __m256i p = _mm256_maddubs_epi16(q, loadu(a[t]->q + 128 * h + 32 * s));
           isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scales));
@@ -567,8 +593,6 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
     // <= 256 * 63 * 127 * 128 < 2^29, 32 * |offset| <= 32 * 16 * 128 * 16 * 127 < 2^28): one
     // convert and FMA per token and block.
     const __m256 dw = _mm256_set1_ps(f16(w + q6_k::kD));
-    const __m256i sc16 =
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     for (int t = 0; t < T; ++t) {
       const __m256i off = _mm256_madd_epi16(sc16, loadu(a[t]->bsums));
       const __m256i dot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(off, 5));
