@@ -11,6 +11,7 @@
 
 #include "io/gguf_reader.h"
 #include "tokenizer/loader.h"
+#include "tokenizer/token_index.h"
 
 namespace gemmax {
 
@@ -49,9 +50,7 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
                  const std::vector<int32_t>& types, TokenizerSpec& spec) {
   const std::string key = "tokenizer.ggml.merges";
   if (const GgufValue* m = gguf.find(key)) {
-    std::unordered_map<std::string_view, int32_t> id_of;
-    for (size_t i = 0; i < spec.tokens.size(); ++i)
-      id_of.emplace(spec.tokens[i], static_cast<int32_t>(i));
+    const TokenIndex id_of(spec.tokens);
     const GgufArray& list = m->as_array(key);
     for (size_t rank = 0; rank < list.size(); ++rank) {
       // "left right": the separator is the only space (token spaces are U+2581 in SentencePiece
@@ -59,12 +58,13 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
       const std::string& raw = list[rank].as_string(key);
       const size_t sep = raw.find(' ');
       const bool split = sep != std::string::npos && raw.find(' ', sep + 1) == std::string::npos;
-      const auto l = split ? id_of.find(raw.substr(0, sep)) : id_of.end();
-      const auto r = split ? id_of.find(raw.substr(sep + 1)) : id_of.end();
-      if (l == id_of.end() || r == id_of.end())
+      const std::string_view text(raw);
+      const int32_t l = split ? id_of.find(text.substr(0, sep)) : -1;
+      const int32_t r = split ? id_of.find(text.substr(sep + 1)) : -1;
+      if (l < 0 || r < 0)
         throw TokenizerError(gguf.path() + ": " + key + "[" + std::to_string(rank) + "] \"" + raw +
                              "\" does not name two vocabulary tokens");
-      spec.merges.emplace_back(l->second, r->second);
+      spec.merges.emplace_back(l, r);
     }
     return;
   }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tokenizer/loader.h"
+#include "tokenizer/token_index.h"
 
 namespace gemmax {
 
@@ -90,16 +91,13 @@ void read_vocab(const std::string& path, const json& vocab, TokenizerSpec& spec)
 }
 
 void read_merges(const std::string& path, const json& merges, TokenizerSpec& spec) {
-  std::unordered_map<std::string_view, int32_t> id_of;
-  id_of.reserve(spec.tokens.size());
-  for (size_t i = 0; i < spec.tokens.size(); ++i)
-    id_of.emplace(spec.tokens[i], static_cast<int32_t>(i));
+  const TokenIndex id_of(spec.tokens);
   auto id = [&](std::string_view t, size_t rank) {
-    const auto it = id_of.find(t);
-    if (it == id_of.end())
+    const int32_t found = id_of.find(t);
+    if (found < 0)
       fail(path, "model.merges[" + std::to_string(rank) + "] names \"" + std::string(t) +
                      "\", which is not in the vocab");
-    return it->second;
+    return found;
   };
   spec.merges.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {

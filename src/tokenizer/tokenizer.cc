@@ -59,9 +59,7 @@ std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
     const std::vector<int32_t>& types, float user_defined_score) {
   if (scores.size() != tokens.size() || (!types.empty() && types.size() != tokens.size()))
     throw TokenizerError("tokenizer scores/types do not match the token count");
-  std::unordered_map<std::string_view, int32_t> id_of;
-  id_of.reserve(tokens.size());
-  for (size_t i = 0; i < tokens.size(); ++i) id_of.emplace(tokens[i], static_cast<int32_t>(i));
+  const TokenIndex id_of(tokens);
 
   struct Candidate {
     float score;
@@ -81,12 +79,11 @@ std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
       split += len == 0 ? 1 : len;
       ++left_len;
       if (split >= text.size()) break;
-      const auto l = id_of.find(text.substr(0, split));
-      if (l == id_of.end()) continue;
-      const auto r = id_of.find(text.substr(split));
-      if (r == id_of.end()) continue;
-      found.push_back(
-          {score, left_len, total - left_len, static_cast<int32_t>(id), l->second, r->second});
+      const int32_t l = id_of.find(text.substr(0, split));
+      if (l < 0) continue;
+      const int32_t r = id_of.find(text.substr(split));
+      if (r < 0) continue;
+      found.push_back({score, left_len, total - left_len, static_cast<int32_t>(id), l, r});
     }
   }
   std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) {
@@ -112,14 +109,13 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
                            " is outside the vocabulary of " + std::to_string(n));
   }
 
-  id_of_.reserve(n);
+  id_of_ = TokenIndex(spec_.tokens);
   bmp_id_.assign(0x10000, -1);
   byte_of_.assign(n, -1);
   pieces_.resize(n);
   for (size_t i = 0; i < n; ++i) {
     const std::string& t = spec_.tokens[i];
     const auto id = static_cast<int32_t>(i);
-    id_of_.emplace(t, id);
     byte_of_[i] = static_cast<int16_t>(parse_byte_token(t));
     pieces_[i] = replace_all(t, kSpaceMarker, " ");
     uint32_t cp = 0;
@@ -135,8 +131,7 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
-    if (auto it = id_of_.find(name); it != id_of_.end())
-      byte_token_[static_cast<size_t>(b)] = it->second;
+    byte_token_[static_cast<size_t>(b)] = id_of_.find(name);
   }
 
   std::vector<int32_t> results(spec_.merges.size());
@@ -148,13 +143,13 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
                            " names an unknown id");
     joined = spec_.tokens[static_cast<size_t>(l)];
     joined += spec_.tokens[static_cast<size_t>(r)];
-    const auto it = id_of_.find(joined);
-    if (it == id_of_.end())
+    const int32_t joined_id = id_of_.find(joined);
+    if (joined_id < 0)
       throw TokenizerError(spec_.source + ": merge " + std::to_string(rank) + " (\"" +
                            spec_.tokens[static_cast<size_t>(l)] + "\" \"" +
                            spec_.tokens[static_cast<size_t>(r)] + "\") makes \"" + joined +
                            "\", which is not in the vocabulary");
-    results[rank] = it->second;
+    results[rank] = joined_id;
   }
   merges_ = std::make_unique<BpeMergeTable>(spec_.merges, results);
   added_ = std::make_unique<AddedTokenMatcher>(spec_.tokens, spec_.added, spec_.special);
@@ -239,9 +234,9 @@ const std::string& Tokenizer::token_text(int32_t id) const {
 }
 
 std::optional<int32_t> Tokenizer::token_id(std::string_view text) const {
-  const auto it = id_of_.find(text);
-  if (it == id_of_.end()) return std::nullopt;
-  return it->second;
+  const int32_t id = id_of_.find(text);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 bool Tokenizer::is_special(int32_t id) const {

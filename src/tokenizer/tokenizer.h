@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "tokenizer/token_index.h"
+
 namespace gemmax {
 
 class TokenizerError : public std::runtime_error {
@@ -115,7 +117,7 @@ class Tokenizer {
   void append_bytes_as_tokens(std::string_view bytes, std::vector<int32_t>& out) const;
 
   TokenizerSpec spec_;
-  std::unordered_map<std::string_view, int32_t> id_of_;  // views into spec_.tokens
+  TokenIndex id_of_;                                 // over spec_.tokens
   std::vector<int32_t> bmp_id_;                      // single-code-point token per BMP code point
   std::unordered_map<uint32_t, int32_t> astral_id_;  // the same above U+FFFF
   std::vector<int32_t> byte_token_;                  // byte -> <0xNN> id (or unk, or -1)
