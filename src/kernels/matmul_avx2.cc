@@ -298,7 +298,7 @@ GEMMAX_AVX2 inline void load_nibble_quad(const uint8_t* const qs[4], __m256i* q)
 struct Q4_0 {
   static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 1;
   static constexpr bool kSigned = false;
-  GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], int /*n*/, __m256i* q) {
     const uint8_t* qs[4] = {b[0] + q4_0::kQs, b[1] + q4_0::kQs, b[2] + q4_0::kQs, b[3] + q4_0::kQs};
     load_nibble_quad(qs, q);
   }
@@ -306,22 +306,35 @@ struct Q4_0 {
 struct Q5_0 {
   static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 0;
   static constexpr bool kSigned = false;
-  GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], int n, __m256i* q) {
     const uint8_t* qs[4] = {b[0] + q5_0::kQs, b[1] + q5_0::kQs, b[2] + q5_0::kQs, b[3] + q5_0::kQs};
     load_nibble_quad(qs, q);
     // Fifth bits: bit e of a block's qh is element e, so q[j] needs byte j of the four blocks' qh
-    // words, in block order (a 4x4 byte transpose), each byte spread over the 8 bytes it covers.
-    const __m128i qh = _mm_setr_epi32(
-        static_cast<int>(load_u32(b[0] + q5_0::kQh)), static_cast<int>(load_u32(b[1] + q5_0::kQh)),
-        static_cast<int>(load_u32(b[2] + q5_0::kQh)), static_cast<int>(load_u32(b[3] + q5_0::kQh)));
-    const __m256i both = _mm256_broadcastsi128_si256(qh);
+    // words, each byte spread over the 8 bytes it covers. `words` holds blocks 0 and 2's words at
+    // bytes 0-3 of the low and the high half, blocks 1 and 3's at bytes 6-9.
+    __m256i words;
+    if (n == 4) {
+      // A full quad is 88 contiguous bytes: 32-byte loads at the qh of blocks 0 and 2 also hold
+      // those of blocks 1 and 3, 22 bytes on (bytes 6-9 of their high halves). Two loads, two
+      // lane moves and a blend where four scalar loads and three inserts gathered them.
+      const __m256i l01 = loadu(b[0] + q5_0::kQh), l23 = loadu(b[2] + q5_0::kQh);
+      words = _mm256_blend_epi16(_mm256_permute2x128_si256(l01, l23, 0x20),
+                                 _mm256_permute2x128_si256(l01, l23, 0x31), 0x18);
+    } else {  // a last, partial quad: b[] repeats b[0] for the missing blocks
+      auto half = [](uint32_t first, uint32_t second) GEMMAX_AVX2 {
+        return _mm_setr_epi32(static_cast<int>(first), static_cast<int>(second << 16),
+                              static_cast<int>(second >> 16), 0);
+      };
+      words = _mm256_set_m128i(half(load_u32(b[2] + q5_0::kQh), load_u32(b[3] + q5_0::kQh)),
+                               half(load_u32(b[0] + q5_0::kQh), load_u32(b[1] + q5_0::kQh)));
+    }
     const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe), bit4 = _mm256_set1_epi8(0x10);
     for (int j = 0; j < 4; ++j) {
-      // Byte i of the route picks byte j of block i / 8's word: 4 * (i / 8) + j.
+      // Bytes 0-7 of each half take byte j of its first block's word, bytes 8-15 byte 6 + j.
       const __m256i route =
-          _mm256_setr_epi64x(0x0101010101010101LL * j, 0x0101010101010101LL * (4 + j),
-                             0x0101010101010101LL * (8 + j), 0x0101010101010101LL * (12 + j));
-      const __m256i bits = _mm256_or_si256(_mm256_shuffle_epi8(both, route), others);
+          _mm256_setr_epi64x(0x0101010101010101LL * j, 0x0101010101010101LL * (6 + j),
+                             0x0101010101010101LL * j, 0x0101010101010101LL * (6 + j));
+      const __m256i bits = _mm256_or_si256(_mm256_shuffle_epi8(words, route), others);
       q[j] = _mm256_or_si256(q[j],
                              _mm256_and_si256(_mm256_cmpeq_epi8(bits, _mm256_set1_epi8(-1)), bit4));
     }
@@ -333,7 +346,7 @@ struct Q5_0 {
 struct Q8_0 {
   static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD, kOffsetShift = 0;
   static constexpr bool kSigned = true;
-  GEMMAX_AVX2 static void load(const uint8_t* const b[4], __m256i* q) {
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], int /*n*/, __m256i* q) {
     const __m256i a0 = loadu(b[0] + q8_0::kQs), a1 = loadu(b[1] + q8_0::kQs);
     const __m256i a2 = loadu(b[2] + q8_0::kQs), a3 = loadu(b[3] + q8_0::kQs);
     const __m256i lo01 = _mm256_unpacklo_epi64(a0, a1), hi01 = _mm256_unpackhi_epi64(a0, a1);
@@ -354,7 +367,7 @@ template <class F, int T>
 GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_t* act,
                                   size_t act_stride, int64_t g, __m256* acc) {
   __m256i q[4];
-  F::load(b, q);
+  F::load(b, n, q);
   // The four f16 scales converted at once, block m's in lanes 2m and 2m + 1 (0 when missing). They
   // are gathered in a general-purpose register: the vector ports are what a GEMV runs out of.
   uint64_t h = 0;
