@@ -113,13 +113,19 @@ class Cursor {
   }
 
   // A u64 length followed by that many bytes, assigned into `out` (no temporary string).
-  void read_string_into(const std::string& what, std::string& out) {
+  // A string's u64 length, checked against the bytes left.
+  uint64_t read_string_length(const std::string& what) {
     if (remaining() < sizeof(uint64_t)) fail(what, "file is truncated inside a string length");
     const uint64_t len = read<uint64_t>(what);
     if (len > remaining()) {
       fail(what, "string length " + std::to_string(len) + " exceeds the " +
                      std::to_string(remaining()) + " bytes left");
     }
+    return len;
+  }
+
+  void read_string_into(const std::string& what, std::string& out) {
+    const uint64_t len = read_string_length(what);
     out.assign(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
     pos_ += len;
   }
@@ -174,23 +180,21 @@ std::pair<uint32_t, uint64_t> read_array_header(Cursor& in, const std::string& w
   return {elem_type, count};
 }
 
+bool read_bool(Cursor& in, const std::string& what) {
+  const uint8_t b = in.read<uint8_t>(what);
+  if (b > 1) in.fail(what, "bool value " + std::to_string(b) + " is neither 0 nor 1");
+  return b == 1;
+}
+
 // Steps over one value of `type` with the same checks as read_value, decoding nothing.
 void skip_value(Cursor& in, uint32_t type, const std::string& what, int depth) {
   switch (type) {
-    case kBool: {
-      const uint8_t b = in.read<uint8_t>(what);
-      if (b > 1) in.fail(what, "bool value " + std::to_string(b) + " is neither 0 nor 1");
+    case kBool:
+      read_bool(in, what);
       return;
-    }
-    case kString: {
-      const uint64_t len = in.read<uint64_t>(what);
-      if (len > in.remaining()) {
-        in.fail(what, "string length " + std::to_string(len) + " exceeds the " +
-                          std::to_string(in.remaining()) + " bytes left");
-      }
-      in.skip(len, what);
+    case kString:
+      in.skip(in.read_string_length(what), what);
       return;
-    }
     case kArray: {
       const auto [elem_type, count] = read_array_header(in, what, depth);
       for (uint64_t i = 0; i < count; ++i) skip_value(in, elem_type, what, depth + 1);
@@ -252,12 +256,9 @@ void read_value(Cursor& in, uint32_t type, GgufValue& v, const std::string& what
     case kF64:
       v.value = in.read<double>(what);
       break;
-    case kBool: {
-      const uint8_t b = in.read<uint8_t>(what);
-      if (b > 1) in.fail(what, "bool value " + std::to_string(b) + " is neither 0 nor 1");
-      v.value = b == 1;
+    case kBool:
+      v.value = read_bool(in, what);
       break;
-    }
     case kString:
       in.read_string_into(what, v.value.emplace<std::string>());
       break;

@@ -41,6 +41,7 @@ PagedKVCache::PagedKVCache(KVCacheParams params, int64_t num_pages)
     : params_(std::move(params)), allocator_(0) {
   params_.validate();
   row_bytes_ = params_.row_bytes();
+  head_bytes_ = row_bytes_ / params_.n_kv_heads;
   page_stride_ = params_.page_stride();
   if (num_pages < 0 || num_pages > std::numeric_limits<BlockAllocator::BlockId>::max() ||
       num_pages > std::numeric_limits<int64_t>::max() / page_stride_) {
@@ -160,9 +161,9 @@ void PagedKVCache::store(SeqId id, int layer, int64_t pos, const float* k, const
   const int64_t page_index = pos / params_.page_size;
   const int64_t slot = pos % params_.page_size;
   std::byte* page = page_ptr(t.ids[t.head + static_cast<size_t>(page_index - t.first_page)]);
-  const int64_t hd = params_.head_dim, head_bytes = row_bytes_ / params_.n_kv_heads;
+  const int64_t hd = params_.head_dim;
   for (int64_t h = 0; h < params_.n_kv_heads; ++h) {
-    std::byte* k_dst = page + (h * params_.page_size + slot) * head_bytes;
+    std::byte* k_dst = page + (h * params_.page_size + slot) * head_bytes_;
     convert_row(params_.dtype, k + h * hd, hd, k_dst);
     convert_row(params_.dtype, v + h * hd, hd, k_dst + params_.page_size * row_bytes_);
   }
@@ -266,9 +267,9 @@ void PagedKVCache::blocks(SeqId id, int layer, int64_t begin, int64_t end,
   for (int64_t pos = begin; pos < end; ++entry, slot = 0) {
     const int64_t n = std::min(end - pos, ps - slot);
     const std::byte* page = page_ptr(t.ids[entry]);
-    const int64_t head_bytes = row_bytes_ / params_.n_kv_heads;
-    out.push_back(KVBlock{pos, n, page + slot * head_bytes,
-                          page + ps * row_bytes_ + slot * head_bytes, ps * head_bytes, head_bytes});
+    out.push_back(KVBlock{pos, n, page + slot * head_bytes_,
+                          page + ps * row_bytes_ + slot * head_bytes_, ps * head_bytes_,
+                          head_bytes_});
     pos += n;
   }
 }

@@ -143,6 +143,7 @@ class PagedKVCache {
 
   KVCacheParams params_;
   int64_t row_bytes_ = 0;
+  int64_t head_bytes_ = 0;  // one kv head's row: head_dim elements
   int64_t page_stride_ = 0;
   HugePageBuffer pool_;  // streamed by every decode step: on 2 MiB pages
   BlockAllocator allocator_;
