@@ -227,6 +227,18 @@ void register_all() {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
       }
+      // A whole 512-token prompt through the 1B model's FFN shapes: long rows, weights and
+      // activations larger than the L2 cache, the case the prefill blocking is for.
+      if (path == KernelPath::kAvx2) {
+        const Shape big[] = {{"1b_up_1152x6912", 1152, 6912}, {"1b_down_6912x1152", 6912, 1152}};
+        for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0})
+          for (const Shape& s : big)
+            benchmark::RegisterBenchmark(
+                ("prefill512/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
+                [=](benchmark::State& st) { bm_matmul(st, t, s, path, threads, 512); })
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
+      }
     }
   }
 }

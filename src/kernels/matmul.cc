@@ -140,13 +140,23 @@ void tokens_single(const Job& job, int64_t r0, int64_t r1, int64_t t0, int64_t t
   }
 }
 
-// One tile call: `n_r` rows from r (tile_rows, or 1 with tokens_1row) x tile_tokens tokens from t.
-void run_tile(const Job& job, int64_t r, int n_r, int64_t t) {
+// One tile call: `n_r` rows from r (tile_rows, or 1 with tokens_1row) x tile_tokens tokens from t,
+// over the elements [k0, k1) of the rows (the whole rows unless the kernel sums them in spans).
+void run_tile(const Job& job, int64_t r, int n_r, int64_t t, int64_t k0, int64_t k1) {
   const detail::RowKernel& kn = job.kernel;
-  const int64_t n_rows = job.w->rows();
-  const detail::TokensFn fn = n_r == kn.tile_rows ? kn.tokens : kn.tokens_1row;
-  fn(job.weight_row(r), static_cast<size_t>(job.row_bytes), job.act + t * job.act_stride,
-     job.act_stride, job.w->cols(), job.y + t * n_rows + r, static_cast<size_t>(n_rows));
+  const int64_t n_rows = job.w->rows(), k = job.w->cols();
+  const uint8_t* w = job.weight_row(r);
+  const uint8_t* act = job.act + t * job.act_stride;
+  float* out = job.y + t * n_rows + r;
+  if (k0 == 0 && k1 == k) {
+    const detail::TokensFn fn = n_r == kn.tile_rows ? kn.tokens : kn.tokens_1row;
+    fn(w, static_cast<size_t>(job.row_bytes), act, job.act_stride, k, out,
+       static_cast<size_t>(n_rows));
+  } else {
+    const detail::TokensSpanFn fn = n_r == kn.tile_rows ? kn.tokens_span : kn.tokens_span_1row;
+    fn(w, static_cast<size_t>(job.row_bytes), act, job.act_stride, k0, k1, k, out,
+       static_cast<size_t>(n_rows));
+  }
 }
 
 // Prefill: each tile unpacks its weight rows once for tile_tokens tokens (and, for 16-bit weights,
@@ -155,25 +165,44 @@ void run_tile(const Job& job, int64_t r, int n_r, int64_t t) {
 // into blocks whose prepared activations fit L1; every row of a piece passes over one token block
 // before the next. Weights are then read from memory once per call (without the row pieces, a 16
 // MB BF16 matrix was re-streamed from DRAM for every token block) and activations come from L1,
-// instead of every token's activations coming from L2 for every row.
+// instead of every token's activations coming from L2 for every row. Rows too long for one tile's
+// activations to fit L1 (1B/4B FFN down projections: 3 tokens x 6912 f32 = 81 KB) are cut into
+// passes of whole spans when the kernel sums rows in spans (RowKernel::span), so both limits hold
+// per pass; the piece's weights for a pass stay in L2 while every token passes over them, and only
+// the activations are re-read (from L3) once per piece. kernels_bench
+// prefill512/BF16/1b_down_6912x1152 (best of 8-10 runs, with tile_bf16_pairs): 1 thread 165 ->
+// 123-133 ms, 2 threads 85 -> 69 ms.
 void rows_tiled(const Job& job, int64_t r0, int64_t r1) {
-  constexpr size_t kL1ActBytes = 24 << 10, kL2WeightBytes = 256 << 10;
-  const int64_t n_tok = job.n_tokens;
-  const int tile = job.kernel.tile_tokens, tile_rows = job.kernel.tile_rows;
+  constexpr int64_t kL1ActBytes = 24 << 10, kL2WeightBytes = 256 << 10;
+  const detail::RowKernel& kn = job.kernel;
+  const int64_t n_tok = job.n_tokens, k = job.w->cols();
+  const int tile = kn.tile_tokens, tile_rows = kn.tile_rows;
   const int64_t full = n_tok / tile * tile;
-  const int64_t block =
-      std::max<int64_t>(tile, static_cast<int64_t>(kL1ActBytes / job.act_stride) / tile * tile);
-  const int64_t piece = std::max<int64_t>(
-      tile_rows, static_cast<int64_t>(kL2WeightBytes) / job.row_bytes / tile_rows * tile_rows);
+  const auto act_stride = static_cast<int64_t>(job.act_stride);
+  int64_t pass = k;  // elements per pass
+  if (kn.span > 0 && tile * act_stride > kL1ActBytes) {
+    const int64_t spans = kL1ActBytes / (tile * act_stride / k * kn.span);
+    pass = std::min(k, std::max<int64_t>(1, spans) * kn.span);
+  }
+  // Bytes of one token's activations and of one weight row within a pass (both formats store
+  // whole rows in a fixed number of bytes per element when they have spans).
+  const int64_t act_bytes = pass == k ? act_stride : act_stride / k * pass;
+  const int64_t row_bytes = pass == k ? job.row_bytes : job.row_bytes / k * pass;
+  const int64_t block = std::max<int64_t>(tile, kL1ActBytes / act_bytes / tile * tile);
+  const int64_t piece =
+      std::max<int64_t>(tile_rows, kL2WeightBytes / row_bytes / tile_rows * tile_rows);
   for (int64_t p0 = r0; p0 < r1; p0 += piece) {
     const int64_t p1 = std::min(r1, p0 + piece);
-    for (int64_t t0 = 0; t0 < full; t0 += block) {
-      const int64_t t1 = std::min(full, t0 + block);
-      int64_t r = p0;
-      for (; r + tile_rows <= p1; r += tile_rows)
-        for (int64_t t = t0; t < t1; t += tile) run_tile(job, r, tile_rows, t);
-      for (; r < p1; ++r)
-        for (int64_t t = t0; t < t1; t += tile) run_tile(job, r, 1, t);
+    for (int64_t k0 = 0; k0 < k; k0 += pass) {
+      const int64_t k1 = std::min(k, k0 + pass);
+      for (int64_t t0 = 0; t0 < full; t0 += block) {
+        const int64_t t1 = std::min(full, t0 + block);
+        int64_t r = p0;
+        for (; r + tile_rows <= p1; r += tile_rows)
+          for (int64_t t = t0; t < t1; t += tile) run_tile(job, r, tile_rows, t, k0, k1);
+        for (; r < p1; ++r)
+          for (int64_t t = t0; t < t1; t += tile) run_tile(job, r, 1, t, k0, k1);
+      }
     }
   }
   tokens_single(job, r0, r1, full, n_tok);
@@ -291,7 +320,12 @@ const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t 
   thread_local std::vector<uint8_t> bufs[detail::kActFormats];
   *stride = detail::act_row_bytes(f, k);
   const size_t row_bytes = *stride;
-  uint8_t* act = scratch(bufs[static_cast<int>(f)], row_bytes * static_cast<size_t>(n_tokens));
+  // On a 64-byte boundary, so that 32-byte loads of f32 activations never split a cache line (a
+  // vector's buffer is only 16-byte aligned).
+  constexpr size_t kAlign = 64;
+  uint8_t* raw =
+      scratch(bufs[static_cast<int>(f)], row_bytes * static_cast<size_t>(n_tokens) + kAlign);
+  uint8_t* act = raw + (kAlign - reinterpret_cast<uintptr_t>(raw) % kAlign) % kAlign;
   const auto quantize_tokens = [=](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
       detail::quantize_act_row(f, x + t * k, k, act + t * row_bytes);

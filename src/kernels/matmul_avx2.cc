@@ -222,7 +222,9 @@ GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
 //    262144-row LM head: it is read by a GEMV at every decode step and by at most a few tokens in
 //    a prefill (only the tokens whose logits are asked for), so the slower 2 x 3 tile costs
 //    nothing there, while the 640-wide 270M head went from one chain's 24.5 to 29 GB/s
-//    (kernels_bench gemv/BF16/lm_head, 2 threads, 4 interleaved runs each).
+//    (kernels_bench gemv/BF16/lm_head, 2 threads, 4 interleaved runs each). BF16 layer
+//    matrices take this scheme through tile_bf16_pairs (below), F16 and the BF16 LM head
+//    through tile_half.
 constexpr int64_t kTwoChainLength = 1024;
 constexpr int64_t kTwoChainRows = 65536;
 
@@ -264,6 +266,96 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint
       out[t * ldo + r] = s;
     }
   }
+}
+
+// BF16 rows with two chains, in pairs: 16 weights are one 32-byte load whose 32-bit words hold
+// elements (2j, 2j + 1); a shift left by 16 gives the even elements as f32, a mask of the high half
+// the odd ones, so the activations come permuted the same way (ActFormat::kF32Pairs: per 16, the
+// even elements then the odd ones). The even chain takes the even elements, the odd chain the odd
+// ones. Against load8_bf16 (two 16-byte loads, two widening shuffles, two shifts per 16 weights)
+// this is one load, a shift and an AND, and only the shift competes with the FMAs for a port:
+// a 2 x 3 tile over 1152-wide rows ran 30.5-38 -> 35-45 GMAC/s on one thread (L1-resident,
+// interleaved runs). Elements past the last whole 16 stay in order and are added in scalar code.
+// Only the GEMV (T == 1) prefetches: the tiles' weights come from L2, and prefetching 4 KiB ahead
+// pulled lines of the next pass into L1 (kernels_bench prefill512/BF16: slower both ways).
+//
+// A row is summed in spans of kPairSpan elements, each span's two chains reduced to one float and
+// added in order, so a prefill may stop after any span and resume (TokensSpanFn): rows longer than
+// a few spans (the 1B/4B FFN down projections, 6912 and 10240 wide) then pass over the tokens span
+// group by span group with a tile's activations in L1 instead of L2.
+constexpr int64_t kPairSpan = 2048;
+
+template <int R, int T>
+GEMMAX_AVX2 inline void tile_bf16_pairs_span(const uint8_t* w, size_t row_bytes, const uint8_t* act,
+                                             size_t act_stride, int64_t k0, int64_t k1, int64_t k,
+                                             float* out, size_t ldo) {
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * act_stride);
+  const int64_t vec_end = k / 16 * 16;
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  int64_t c0 = k0;
+  do {  // at least once: an empty row (k == 0) still stores its dot, 0
+    const int64_t c1 = std::min(k1, c0 + kPairSpan);
+    __m256 even[R][T], odd[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) even[r][t] = odd[r][t] = _mm256_setzero_ps();
+    for (int64_t j = c0; j < std::min(c1, vec_end); j += 16) {
+      __m256i v[R];
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* wr = w + r * row_bytes + 2 * j;
+        if (T == 1 && j % 32 == 0) prefetch_ahead(wr);  // one 64-byte line per 32 weights
+        v[r] = loadu(wr);
+      }
+      __m256 wv[R];
+      for (int r = 0; r < R; ++r) wv[r] = _mm256_castsi256_ps(_mm256_slli_epi32(v[r], 16));
+      for (int t = 0; t < T; ++t) {
+        __m256 xv = _mm256_loadu_ps(x[t] + j);
+        if constexpr (R > 1) asm("" : "+x"(xv));  // load once for the R rows
+        for (int r = 0; r < R; ++r) even[r][t] = _mm256_fmadd_ps(wv[r], xv, even[r][t]);
+      }
+      for (int r = 0; r < R; ++r) wv[r] = _mm256_castsi256_ps(_mm256_and_si256(v[r], high));
+      for (int t = 0; t < T; ++t) {
+        __m256 xv = _mm256_loadu_ps(x[t] + j + 8);
+        if constexpr (R > 1) asm("" : "+x"(xv));
+        for (int r = 0; r < R; ++r) odd[r][t] = _mm256_fmadd_ps(wv[r], xv, odd[r][t]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < T; ++t) {
+        float s = hsum(_mm256_add_ps(even[r][t], odd[r][t]));
+        for (int64_t j = std::max(c0, vec_end); j < c1; ++j) {
+          uint16_t h;
+          std::memcpy(&h, w + r * row_bytes + 2 * j, 2);
+          s += bf16_to_f32(h) * x[t][j];
+        }
+        float& o = out[t * ldo + r];
+        o = c0 == 0 ? s : o + s;
+      }
+    }
+    c0 = c1;
+  } while (c0 < k1);
+}
+
+template <int R, int T>
+GEMMAX_AVX2 inline void tile_bf16_pairs(const uint8_t* w, size_t row_bytes, const uint8_t* act,
+                                        size_t act_stride, int64_t k, float* out, size_t ldo) {
+  tile_bf16_pairs_span<R, T>(w, row_bytes, act, act_stride, 0, k, k, out, ldo);
+}
+
+// x in the kF32Pairs order: per 16 elements the 8 even ones, then the 8 odd ones; the rest as is.
+GEMMAX_AVX2 void permute_pairs(const float* x, int64_t k, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    // shuffle_ps picks within 128-bit lanes: [a0 a2 b0 b2 | a4 a6 b4 b6]; the 64-bit permute puts
+    // the halves in order.
+    const __m256 even = _mm256_shuffle_ps(a, b, 0x88), odd = _mm256_shuffle_ps(a, b, 0xdd);
+    _mm256_storeu_ps(out + i,
+                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xd8)));
+    _mm256_storeu_ps(out + i + 8,
+                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xd8)));
+  }
+  for (; i < k; ++i) out[i] = x[i];
 }
 
 // ---- 32-element block formats: *_0 with A8Quad activations, *_1 with A8Block32 ----
@@ -627,7 +719,7 @@ using TileFn = void (*)(const uint8_t*, size_t, const uint8_t*, size_t, int64_t,
 
 template <TileFn Tile11>
 GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
-  float out;
+  float out = 0.0f;
   Tile11(w, 0, static_cast<const uint8_t*>(act), 0, k, &out, 0);
   return out;
 }
@@ -656,11 +748,28 @@ RowKernel row_tiled_kernel() {
   return tiled_kernel<A, 1, N, Tile1, TileN, TileN>();
 }
 
+// Outside half_kernel: gcc 12 does not instantiate a non-dependent function template named only
+// as a template argument inside another template ("used but never defined").
+RowKernel bf16_pairs_kernel() {
+  RowKernel kn = tiled_kernel<ActFormat::kF32Pairs, 2, 3, tile_bf16_pairs<1, 1>,
+                              tile_bf16_pairs<1, 3>, tile_bf16_pairs<2, 3>>();
+  kn.span = kPairSpan;
+  kn.tokens_span = tile_bf16_pairs_span<2, 3>;
+  kn.tokens_span_1row = tile_bf16_pairs_span<1, 3>;
+  return kn;
+}
+
 template <bool kBf16>
 RowKernel half_kernel(int64_t cols, int64_t rows) {
-  if (cols >= kTwoChainLength || rows >= kTwoChainRows)
+  if (cols >= kTwoChainLength || rows >= kTwoChainRows) {
+    // The LM head keeps tile_half: its prefill tiles see at most a few tokens, and its GEMV, the
+    // largest stream of a small model's decode step, measured ~6% slower in pairs inside a
+    // 270M BF16 decode (8 of 8 interleaved runs) though not alone.
+    if constexpr (kBf16)
+      if (rows < kTwoChainRows) return bf16_pairs_kernel();
     return tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
                         tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
+  }
   return tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
                       tile_half<kBf16, false, 1, 6>, tile_half<kBf16, false, 2, 6>>();
 }
@@ -707,6 +816,7 @@ size_t act_row_bytes(ActFormat f, int64_t k) {
     case ActFormat::kA8Quad:
       return static_cast<size_t>((k / kQK + 3) / 4) * sizeof(A8Quad);
     case ActFormat::kF32:
+    case ActFormat::kF32Pairs:
       break;
   }
   return static_cast<size_t>(k) * sizeof(float);
@@ -719,6 +829,8 @@ void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out) {
     quantize_a8x256(x, k, static_cast<A8Block256*>(out));
   } else if (f == ActFormat::kA8Quad) {
     quantize_a8quad(x, k, static_cast<A8Quad*>(out));
+  } else if (f == ActFormat::kF32Pairs) {
+    permute_pairs(x, k, static_cast<float*>(out));
   } else {
     std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
   }

@@ -36,8 +36,11 @@ struct A8Quad {
   int8_t q[4][32];
 };
 
-enum class ActFormat { kF32, kA8x32, kA8x256, kA8Quad };
-constexpr int kActFormats = 4;
+// kF32Pairs: f32 with each 16 elements reordered as the 8 even ones then the 8 odd ones (the
+// order in which the BF16 pair kernels widen a 32-byte load of 16 weights); a tail of k % 16
+// elements stays in order.
+enum class ActFormat { kF32, kA8x32, kA8x256, kA8Quad, kF32Pairs };
+constexpr int kActFormats = 5;
 
 // Dot product of one weight row (k elements in its block format) with one prepared activation row.
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);
@@ -47,6 +50,14 @@ using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k)
 // (ldo: the output's row length, so a tile writes straight into y).
 using TokensFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t* act, size_t act_stride,
                           int64_t k, float* out, size_t ldo);
+
+// The same tile over the elements [k0, k1) of each row, for kernels that sum a row span by span
+// (RowKernel::span > 0): k0 is a multiple of the span and k1 is k or one. Each span's dot is
+// stored (k0 == 0) or added to out, in span order, exactly as one call over [0, k) and the
+// RowDotFn do, so a prefill can cut long rows into passes that keep a tile's activations in L1.
+using TokensSpanFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t* act,
+                              size_t act_stride, int64_t k0, int64_t k1, int64_t k, float* out,
+                              size_t ldo);
 
 // n_rows consecutive weight rows (row_bytes apart) x one prepared activation row: y[r] = the
 // RowDotFn of row r, bit for bit. Saves an indirect call per row in a GEMV (262144 for the LM
@@ -64,6 +75,8 @@ struct RowKernel {
   TokensFn tokens_1row = nullptr;  // the same for one row (rows left over from tile_rows)
   int tile_rows = 0, tile_tokens = 0;
   RowsFn rows = nullptr;  // GEMV over a row range, when the format has one
+  int64_t span = 0;       // > 0: rows are summed in spans of this many elements (TokensSpanFn)
+  TokensSpanFn tokens_span = nullptr, tokens_span_1row = nullptr;  // tokens(_1row) over [k0, k1)
 };
 
 // The AVX2 kernel of a weight format for rows of `cols` elements (F16/BF16 pick their scheme by

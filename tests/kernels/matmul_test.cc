@@ -209,7 +209,8 @@ TEST_P(MatmulTest, TokensDoNotDependOnTheirBatch) {
 }
 
 // F16/BF16 rows of several lengths, on both sides of the one-chain / two-chain switch at 1024
-// (odd group counts, scalar tails; 640 and 1152 are the 270M and 1B hidden sizes): a token's
+// (odd group counts, scalar tails; 640 and 1152 are the 270M and 1B hidden sizes) and rows a
+// prefill cuts into passes: a token's
 // result in a prefill tile equals its GEMV alone, bit for bit, and the reference within tolerance.
 TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
@@ -218,15 +219,17 @@ TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
   std::mt19937 rng(17);
   const int64_t n = 13;
   ThreadPool pool(2);
-  // Both sides of each switch to two chains: row length 1024, and 65536 rows (the LM head).
-  const std::pair<int64_t, int64_t> shapes[] = {{5, 77}, {5, 640}, {5, 1035}, {5, 1152},
-                                                 {65536 + 3, 40}};
+  // Both sides of each switch to two chains: row length 1024, and 65536 rows (the LM head); and
+  // BF16 rows long enough for a prefill to cut them into passes of whole spans (three passes of
+  // 2048, 2048 and 4 elements).
+  const std::pair<int64_t, int64_t> shapes[] = {{5, 77},   {5, 640},        {5, 1035},
+                                                {5, 1152}, {65536 + 3, 40}, {5, 4100}};
   for (const auto& [rows, cols] : shapes) {
     for (DType t : {DType::kBF16, DType::kF16}) {
       const Weights w = random_weights(t, rows, cols, rng);
       const std::vector<float> x = random_x(n * cols, rng);
-      const std::string what = std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" +
-                               std::to_string(cols);
+      const std::string what =
+          std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
       expect_tokens_match_alone(w.view, x, n, &pool, what);
       expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
     }
