@@ -227,15 +227,25 @@ void register_all() {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
       }
-      // A whole 512-token prompt through the 1B model's FFN shapes: long rows, weights and
-      // activations larger than the L2 cache, the case the prefill blocking is for.
+      // A whole 512-token prompt through the 1B and 4B models' FFN shapes: long rows, weights and
+      // activations larger than the L2 cache, the case the prefill blocking is for (the K
+      // formats at the 4B shapes: 1152 is not a multiple of 256).
       if (path == KernelPath::kAvx2) {
-        const Shape big[] = {{"1b_up_1152x6912", 1152, 6912}, {"1b_down_6912x1152", 6912, 1152}};
-        for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0})
-          for (const Shape& s : big)
+        const Shape b1[] = {{"1b_up_1152x6912", 1152, 6912}, {"1b_down_6912x1152", 6912, 1152}};
+        const Shape b4[] = {{"4b_up_2560x10240", 2560, 10240}, {"4b_down_10240x2560", 10240, 2560}};
+        const std::pair<DType, const Shape*> cases[] = {{DType::kBF16, b1},
+                                                        {DType::kQ8_0, b1},
+                                                        {DType::kQ4_0, b1},
+                                                        {DType::kQ4_K, b4},
+                                                        {DType::kQ6_K, b4}};
+        for (const auto& [t, shapes] : cases)
+          for (int i = 0; i < 2; ++i)
             benchmark::RegisterBenchmark(
-                ("prefill512/" + std::string(dtype_name(t)) + "/" + s.name + suffix).c_str(),
-                [=](benchmark::State& st) { bm_matmul(st, t, s, path, threads, 512); })
+                ("prefill512/" + std::string(dtype_name(t)) + "/" + shapes[i].name + suffix)
+                    .c_str(),
+                [=, s = shapes[i]](benchmark::State& st) {
+                  bm_matmul(st, t, s, path, threads, 512);
+                })
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime();
       }
