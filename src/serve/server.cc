@@ -175,7 +175,7 @@ void Server::Impl::routes() {
                         "invalid_request_error", "", "invalid_api_key"));
     return httplib::Server::HandlerResponse::Handled;
   });
-  http_.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+  http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // already an API error
     const std::string msg = res.status == 404
                                 ? fmt::format("no route for {} {}", req.method, req.path)
