@@ -184,8 +184,8 @@ void rows_tiled(const Job& job, int64_t r0, int64_t r1) {
     const int64_t spans = kL1ActBytes / (tile * act_stride / k * kn.span);
     pass = std::min(k, std::max<int64_t>(1, spans) * kn.span);
   }
-  // Bytes of one token's activations and of one weight row within a pass (both formats store
-  // whole rows in a fixed number of bytes per element when they have spans).
+  // Bytes of one token's activations and of one weight row within a pass (a kernel with spans
+  // has a fixed number of bytes per element on both sides).
   const int64_t act_bytes = pass == k ? act_stride : act_stride / k * pass;
   const int64_t row_bytes = pass == k ? job.row_bytes : job.row_bytes / k * pass;
   const int64_t block = std::max<int64_t>(tile, kL1ActBytes / act_bytes / tile * tile);
