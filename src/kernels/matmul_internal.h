@@ -90,8 +90,7 @@ float avx2_dot_f32(const float* a, const float* b, int64_t k);
 size_t act_row_bytes(ActFormat f, int64_t k);
 
 // Quantizes (kF32Pairs: reorders, kF32: copies) one row of k activations (k a multiple of the
-// block size) into `out` (AVX2 code: only
-// call on the avx2 path).
+// block size) into `out` (AVX2 code: only call on the avx2 path).
 void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out);
 
 }  // namespace gemmax::detail
