@@ -21,6 +21,7 @@
 #include "cli/loaded_model.h"
 #include "kernels/thread_pool.h"
 #include "tensor/huge_page_buffer.h"
+#include "tokenizer/loader.h"
 
 namespace gemmax::cli {
 namespace {
@@ -234,6 +235,28 @@ void run_bandwidth(const BenchOptions& o) {
         bwn / static_cast<double>(per_token + kv_per_token));
 }
 
+// The tokenizer's load, timed apart from the model's: the runs feed random ids and need none, but
+// `gemmax generate` pays it on top of load_seconds, and llama.cpp's load and RSS include its
+// vocabulary. Loaded after the runs, so peak_rss_bytes stays the model's alone.
+struct TokenizerLoad {
+  double seconds = -1;  // -1: the checkpoint has no tokenizer this loader reads
+  int64_t peak_rss_bytes = -1;
+};
+
+TokenizerLoad time_tokenizer_load(const std::string& path) {
+  TokenizerLoad r;
+  const auto start = Clock::now();
+  try {
+    const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(path);
+    r.seconds = seconds_since(start);
+    r.peak_rss_bytes = peak_rss_bytes();
+  } catch (const std::exception&) {
+    // A checkpoint without a tokenizer this loader reads (an HF directory without
+    // tokenizer.json): the fields stay -1.
+  }
+  return r;
+}
+
 void run_model(const BenchOptions& o) {
   if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.repeat < 1)
     throw std::invalid_argument("--prompt-tokens, --gen-tokens and --repeat must be at least 1");
@@ -255,6 +278,8 @@ void run_model(const BenchOptions& o) {
     prefill.push_back(r.prefill_tps);
     decode.push_back(r.decode_tps);
   }
+  const int64_t peak_rss = peak_rss_bytes();
+  const TokenizerLoad tok = time_tokenizer_load(m.checkpoint->path());
   const int64_t per_token = weight_bytes_per_token(m.checkpoint->weights());
   const int64_t kv_per_token =
       kv_bytes_per_token(m.model->config(), kv_dtype, o.prompt_tokens, o.gen_tokens);
@@ -267,8 +292,10 @@ void run_model(const BenchOptions& o) {
                    {"decode_tokens_per_s", median(decode)},
                    {"prefill_runs", prefill},
                    {"decode_runs", decode},
-                   {"peak_rss_bytes", peak_rss_bytes()},
+                   {"peak_rss_bytes", peak_rss},
                    {"load_seconds", m.load_seconds},
+                   {"tokenizer_load_seconds", tok.seconds},
+                   {"peak_rss_with_tokenizer_bytes", tok.peak_rss_bytes},
                    {"weight_bytes_per_token", per_token},
                    {"kv_bytes_per_token", kv_per_token},
                    {"kv_dtype", o.kv_dtype}};
@@ -281,8 +308,10 @@ void run_model(const BenchOptions& o) {
              o.prompt_tokens, o.repeat);
   fmt::print("decode:  {:.2f} tokens/s ({} tokens, median of {})\n", median(decode), o.gen_tokens,
              o.repeat);
-  fmt::print("load: {:.3f} s, peak RSS: {:.1f} MiB\n", m.load_seconds,
-             peak_rss_bytes() / 1048576.0);
+  fmt::print("load: {:.3f} s, peak RSS: {:.1f} MiB\n", m.load_seconds, peak_rss / 1048576.0);
+  if (tok.seconds >= 0)
+    fmt::print("tokenizer (not part of the runs): load {:.3f} s, peak RSS with it {:.1f} MiB\n",
+               tok.seconds, tok.peak_rss_bytes / 1048576.0);
   fmt::print("read per decoded token: {:.1f} MB of weights + {:.1f} MB of {} KV cache (mean)\n",
              per_token / 1e6, kv_per_token / 1e6, o.kv_dtype);
   if (o.profile) print_profile(profile);
