@@ -35,6 +35,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         sum ^= static_cast<uint8_t>(value.as_array(key).size() + value.as_bool(key));
       } catch (const gemmax::GgufError&) {
       }
+      // The array readers that also walk skipped arrays' bytes (the tokenizer's path).
+      try {
+        for (const std::string_view v : value.strings(key)) sum ^= static_cast<uint8_t>(v.size());
+      } catch (const gemmax::GgufError&) {
+      }
+      try {
+        for (const double v : value.numbers(key)) sum ^= static_cast<uint8_t>(v != 0.0);
+      } catch (const gemmax::GgufError&) {
+      }
     }
     volatile uint8_t sink = sum;
     (void)sink;

@@ -145,6 +145,18 @@ class Cursor {
     pos_ += n;
   }
 
+  // The bytes [from, to) of the image (a skipped array's elements).
+  std::span<const std::byte> slice(size_t from, size_t to) const {
+    return bytes_.subspan(from, to - from);
+  }
+
+  std::string_view read_string_view(const std::string& what) {
+    const uint64_t len = read_string_length(what);
+    const std::string_view view(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
+    pos_ += len;
+    return view;
+  }
+
   std::string read_string(const std::string& what) {
     std::string s;
     read_string_into(what, s);
@@ -212,8 +224,9 @@ void read_array(Cursor& in, GgufValue& v, const std::string& what, int depth) {
   const auto [elem_type, count] = read_array_header(in, what, depth);
   v.array_type = elem_type;
   if (count > in.max_array_elements()) {
+    const size_t start = in.pos();
     for (uint64_t i = 0; i < count; ++i) skip_value(in, elem_type, what, depth + 1);
-    v.value = GgufUnloadedArray{count};
+    v.value = GgufUnloadedArray{count, in.slice(start, in.pos())};
     return;
   }
   in.charge_elements(count, what);
@@ -326,6 +339,52 @@ const GgufArray& GgufValue::as_array(const std::string& key) const {
                     " elements was not decoded (GgufReadOptions::max_array_elements)");
   }
   wrong_type(key, "an array", type);
+}
+
+namespace {
+
+bool is_number_type(uint32_t type) {
+  return type != kBool && type != kString && type != kArray && min_value_bytes(type) > 0;
+}
+
+// One number of GGUF type `type` (is_number_type) as a double.
+double read_number(Cursor& in, uint32_t type, const std::string& what) {
+  GgufValue v;
+  read_value(in, type, v, what, 0);
+  return v.as_float(what);
+}
+
+}  // namespace
+
+std::vector<std::string_view> GgufValue::strings(const std::string& key) const {
+  if (type != kArray || array_type != kString) wrong_type(key, "an array of strings", type);
+  std::vector<std::string_view> out;
+  if (const auto* u = std::get_if<GgufUnloadedArray>(&value)) {
+    // The reader already stepped over these bytes with every check; the cursor checks again.
+    Cursor in(u->bytes, key, 0);
+    out.reserve(u->count);
+    for (uint64_t i = 0; i < u->count; ++i) out.push_back(in.read_string_view(key));
+    return out;
+  }
+  const GgufArray& list = as_array(key);
+  out.reserve(list.size());
+  for (const GgufValue& e : list) out.emplace_back(e.as_string(key));
+  return out;
+}
+
+std::vector<double> GgufValue::numbers(const std::string& key) const {
+  if (type != kArray || !is_number_type(array_type)) wrong_type(key, "an array of numbers", type);
+  std::vector<double> out;
+  if (const auto* u = std::get_if<GgufUnloadedArray>(&value)) {
+    Cursor in(u->bytes, key, 0);
+    out.reserve(u->count);
+    for (uint64_t i = 0; i < u->count; ++i) out.push_back(read_number(in, array_type, key));
+    return out;
+  }
+  const GgufArray& list = as_array(key);
+  out.reserve(list.size());
+  for (const GgufValue& e : list) out.push_back(e.as_float(key));
+  return out;
 }
 
 // ---- GgufReader

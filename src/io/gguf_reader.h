@@ -11,6 +11,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct GgufValue;
 using GgufArray = std::vector<GgufValue>;
 struct GgufUnloadedArray {
   uint64_t count = 0;
+  // The elements' bytes, already checked by the reader (they point into the reader's file or
+  // image); GgufValue::strings and GgufValue::numbers read them.
+  std::span<const std::byte> bytes;
 };
 struct GgufValue {
   // GGUF value type ids: 0 u8, 1 i8, 2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array,
@@ -50,13 +54,20 @@ struct GgufValue {
   const std::string& as_string(const std::string& key) const;
   // Throws GgufError for an array the reader skipped (see GgufReadOptions).
   const GgufArray& as_array(const std::string& key) const;
+  // The elements of a string array, decoded or skipped, as views into this value or the reader's
+  // bytes (valid while the reader lives): a tokenizer reads its 262144 tokens without a GgufValue
+  // per token. Throws GgufError (naming `key`) for anything but an array of strings.
+  std::vector<std::string_view> strings(const std::string& key) const;
+  // The elements of an array of numbers (any integer or float type), decoded or skipped. Throws
+  // GgufError (naming `key`) for anything else.
+  std::vector<double> numbers(const std::string& key) const;
 };
 
 struct GgufReadOptions {
   // Arrays with more elements are validated but not decoded. Each decoded element costs ~48 bytes
   // (a GgufValue), so a tokenizer's three 262144-entry arrays took ~37 MB for as long as the
-  // reader lived; the model's reader, which needs only tensors and config, skips them (the
-  // tokenizer reads the file with its own reader and builds its own tables).
+  // reader lived; the model's reader, which needs only tensors and config, skips them, and the
+  // tokenizer's reader skips them and reads them with GgufValue::strings / numbers.
   uint64_t max_array_elements = UINT64_MAX;
 };
 

@@ -8,6 +8,7 @@
 //    so it is the declared special ids plus Gemma's turn and image markers.
 #include <algorithm>
 #include <array>
+#include <cmath>
 
 #include "io/gguf_reader.h"
 #include "tokenizer/loader.h"
@@ -25,7 +26,7 @@ constexpr std::array<const char*, 8> kSpecialIdKeys = {
     "tokenizer.ggml.eot_token_id",       "tokenizer.ggml.eom_token_id",
     "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.mask_token_id"};
 
-std::string spaces_to_marker(const std::string& s) {
+std::string spaces_to_marker(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (const char c : s) {
@@ -51,19 +52,18 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
   const std::string key = "tokenizer.ggml.merges";
   if (const GgufValue* m = gguf.find(key)) {
     const TokenIndex id_of(spec.tokens);
-    const GgufArray& list = m->as_array(key);
+    const std::vector<std::string_view> list = m->strings(key);
     for (size_t rank = 0; rank < list.size(); ++rank) {
       // "left right": the separator is the only space (token spaces are U+2581 in SentencePiece
       // vocabs).
-      const std::string& raw = list[rank].as_string(key);
-      const size_t sep = raw.find(' ');
-      const bool split = sep != std::string::npos && raw.find(' ', sep + 1) == std::string::npos;
-      const std::string_view text(raw);
+      const std::string_view text = list[rank];
+      const size_t sep = text.find(' ');
+      const bool split = sep != std::string::npos && text.find(' ', sep + 1) == std::string::npos;
       const int32_t l = split ? id_of.find(text.substr(0, sep)) : -1;
       const int32_t r = split ? id_of.find(text.substr(sep + 1)) : -1;
       if (l < 0 || r < 0)
-        throw TokenizerError(gguf.path() + ": " + key + "[" + std::to_string(rank) + "] \"" + raw +
-                             "\" does not name two vocabulary tokens");
+        throw TokenizerError(gguf.path() + ": " + key + "[" + std::to_string(rank) + "] \"" +
+                             std::string(text) + "\" does not name two vocabulary tokens");
       spec.merges.emplace_back(l, r);
     }
     return;
@@ -98,25 +98,30 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
   const std::string tokens_key = "tokenizer.ggml.tokens";
   const GgufValue* tokens = gguf.find(tokens_key);
   if (tokens == nullptr) throw TokenizerError(gguf.path() + ": no " + tokens_key);
-  for (const GgufValue& t : tokens->as_array(tokens_key))
-    spec.tokens.push_back(spaces_to_marker(t.as_string(tokens_key)));
+  for (const std::string_view t : tokens->strings(tokens_key))
+    spec.tokens.push_back(spaces_to_marker(t));
   const size_t n = spec.tokens.size();
   spec.model_vocab_size = n;
 
   std::vector<float> scores;
   if (const GgufValue* s = gguf.find("tokenizer.ggml.scores")) {
-    for (const GgufValue& v : s->as_array("tokenizer.ggml.scores"))
-      scores.push_back(static_cast<float>(v.as_float("tokenizer.ggml.scores")));
+    for (const double v : s->numbers("tokenizer.ggml.scores"))
+      scores.push_back(static_cast<float>(v));
   }
   std::vector<int32_t> types(n, 1);
   if (const GgufValue* t = gguf.find("tokenizer.ggml.token_type")) {
-    const GgufArray& list = t->as_array("tokenizer.ggml.token_type");
+    const std::vector<double> list = t->numbers("tokenizer.ggml.token_type");
     if (list.size() != n)
       throw TokenizerError(gguf.path() + ": tokenizer.ggml.token_type has " +
                            std::to_string(list.size()) + " entries for " + std::to_string(n) +
                            " tokens");
-    for (size_t i = 0; i < n; ++i)
-      types[i] = static_cast<int32_t>(list[i].as_int("tokenizer.ggml.token_type"));
+    for (size_t i = 0; i < n; ++i) {
+      // An integer id (0-5 in llama.cpp's enum); anything else is a malformed file.
+      if (list[i] != std::floor(list[i]) || std::fabs(list[i]) > 1e9)
+        throw TokenizerError(gguf.path() + ": tokenizer.ggml.token_type[" + std::to_string(i) +
+                             "] is not an integer");
+      types[i] = static_cast<int32_t>(list[i]);
+    }
   }
   if (!scores.empty() && scores.size() != n)
     throw TokenizerError(gguf.path() + ": tokenizer.ggml.scores has " +

@@ -18,7 +18,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (!fs::exists(p, ec)) throw TokenizerError(path + ": no such file or directory");
   if (p.extension() == ".gguf") {
     try {
-      const GgufReader gguf(path);
+      // Arrays are only stepped over (and kept as views of the file): the tokenizer reads its
+      // three 262144-entry arrays with GgufValue::strings/numbers instead of ~40 MB of GgufValues.
+      const GgufReader gguf(path, GgufReadOptions{.max_array_elements = 4096});
       return std::make_unique<Tokenizer>(spec_from_gguf(gguf));
     } catch (const GgufError& e) {
       throw TokenizerError(e.what());

@@ -344,6 +344,32 @@ TEST(GgufHandBuilt, SkippedArraysAreCheckedNotDecoded) {
   expect_gguf_error_with(unknown.bytes(), skip, {"'u'", "unknown array element type 77"});
 }
 
+// GgufValue::strings / numbers read an array the same way whether the reader decoded it or only
+// stepped over it (a tokenizer's 262144-entry arrays), and refuse the wrong element type.
+TEST(GgufHandBuilt, ArraysReadAsStringsOrNumbersDecodedOrSkipped) {
+  GgufBuilder b(0, 5);
+  b.str("words").u32(9).u32(8).u64(3).str("a").str("b c").str("");
+  const float scores[3] = {-1.5f, 0.0f, 1e20f};
+  b.str("scores").u32(9).u32(6).u64(3).raw(scores, sizeof(scores));
+  const int32_t types[4] = {1, -3, 6, 2147483647};
+  b.str("types").u32(9).u32(5).u64(4).raw(types, sizeof(types));
+  const uint8_t flags[3] = {1, 0, 0};
+  b.str("flags").u32(9).u32(7).u64(3).raw(flags, sizeof(flags));
+  b.str("one").u32(4).u32(7);
+  const Bytes& bytes = b.bytes();
+  for (uint64_t limit : {UINT64_MAX, uint64_t{0}}) {
+    SCOPED_TRACE(limit == 0 ? "skipped" : "decoded");
+    const GgufReader r(bytes, "mem", GgufReadOptions{.max_array_elements = limit});
+    EXPECT_EQ(r.find("words")->strings("words"), (std::vector<std::string_view>{"a", "b c", ""}));
+    EXPECT_EQ(r.find("scores")->numbers("scores"), (std::vector<double>{-1.5, 0.0, 1e20f}));
+    EXPECT_EQ(r.find("types")->numbers("types"), (std::vector<double>{1, -3, 6, 2147483647}));
+    for (const char* key : {"words", "flags", "one"})
+      EXPECT_THROW(r.find(key)->numbers(key), GgufError);
+    for (const char* key : {"scores", "types", "flags", "one"})
+      EXPECT_THROW(r.find(key)->strings(key), GgufError);
+  }
+}
+
 TEST(GgufHandBuilt, AlignmentMustBeAPowerOfTwo) {
   for (uint32_t align : {0u, 3u, 48u, 0x80000000u}) {
     GgufBuilder b(0, 1);
