@@ -250,9 +250,9 @@ TokenizerLoad time_tokenizer_load(const std::string& path) {
     const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(path);
     r.seconds = seconds_since(start);
     r.peak_rss_bytes = peak_rss_bytes();
-  } catch (const std::exception&) {
+  } catch (const TokenizerError&) {
     // A checkpoint without a tokenizer this loader reads (an HF directory without
-    // tokenizer.json): the fields stay -1.
+    // tokenizer.json): the fields stay -1. Anything else is a real failure and propagates.
   }
   return r;
 }

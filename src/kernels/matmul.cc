@@ -181,13 +181,12 @@ void rows_tiled(const Job& job, int64_t r0, int64_t r1) {
   const auto act_stride = static_cast<int64_t>(job.act_stride);
   int64_t pass = k;  // elements per pass
   if (kn.span > 0 && tile * act_stride > kL1ActBytes) {
-    const int64_t spans = kL1ActBytes / (tile * act_stride / k * kn.span);
+    const int64_t spans = kL1ActBytes * k / (tile * act_stride * kn.span);  // that fit L1
     pass = std::min(k, std::max<int64_t>(1, spans) * kn.span);
   }
-  // Bytes of one token's activations and of one weight row within a pass (a kernel with spans
-  // has a fixed number of bytes per element on both sides).
-  const int64_t act_bytes = pass == k ? act_stride : act_stride / k * pass;
-  const int64_t row_bytes = pass == k ? job.row_bytes : job.row_bytes / k * pass;
+  // Bytes of one token's activations and of one weight row within a pass (pro rata: a kernel
+  // with spans has a fixed number of bytes per element on both sides; pass == k gives the rows').
+  const int64_t act_bytes = act_stride * pass / k, row_bytes = job.row_bytes * pass / k;
   const int64_t block = std::max<int64_t>(tile, kL1ActBytes / act_bytes / tile * tile);
   const int64_t piece =
       std::max<int64_t>(tile_rows, kL2WeightBytes / row_bytes / tile_rows * tile_rows);
