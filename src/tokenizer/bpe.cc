@@ -5,21 +5,38 @@
 #include <functional>
 #include <optional>
 #include <queue>
+#include <stdexcept>
+#include <string>
 
 namespace gemmax {
 
 BpeMergeTable::BpeMergeTable(const std::vector<std::pair<int32_t, int32_t>>& merges,
-                             const std::vector<int32_t>& results) {
-  // Keep the load factor at or below 1/2 so probe sequences stay short.
+                             const std::vector<int32_t>& results)
+    : results_(results) {
+  if (results.size() != merges.size())
+    throw std::invalid_argument("BPE merge table: " + std::to_string(merges.size()) +
+                                " merges but " + std::to_string(results.size()) + " results");
+  int32_t largest = 0;
+  for (const auto& [l, r] : merges) {
+    if (l < 0 || r < 0) throw std::invalid_argument("BPE merge table: a merge has a negative id");
+    largest = std::max({largest, l, r});
+  }
+  id_bits_ = std::max(1u, static_cast<unsigned>(std::bit_width(static_cast<uint32_t>(largest))));
+  rank_bits_ = 64 - 2 * id_bits_;
+  rank_mask_ = (uint64_t{1} << rank_bits_) - 1;
+  if (merges.size() >= rank_mask_)
+    throw std::length_error("BPE merge table: " + std::to_string(merges.size()) +
+                            " merges of ids up to " + std::to_string(largest) +
+                            " do not fit a 64-bit slot");
   const size_t capacity = std::bit_ceil(std::max<size_t>(16, merges.size() * 2));
-  slots_.resize(capacity);
+  slots_.assign(capacity, 0);
   mask_ = capacity - 1;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const uint64_t key = pack(merges[rank].first, merges[rank].second);
-    size_t slot = hash(key) & mask_;
-    while (slots_[slot].key != kEmpty && slots_[slot].key != key) slot = (slot + 1) & mask_;
-    slots_[slot].key = key;
-    slots_[slot].merge = Merge{static_cast<int32_t>(rank), results[rank]};
+    const uint64_t pair = (uint64_t{static_cast<uint32_t>(merges[rank].first)} << id_bits_) |
+                          static_cast<uint32_t>(merges[rank].second);
+    size_t slot = hash(pair) & mask_;
+    while (slots_[slot] != 0 && (slots_[slot] >> rank_bits_) != pair) slot = (slot + 1) & mask_;
+    slots_[slot] = (pair << rank_bits_) | (rank + 1);
   }
 }
 
@@ -40,8 +57,8 @@ void bpe_merge(const BpeMergeTable& table, std::vector<int32_t>& ids) {
   auto candidate = [&](int32_t left) -> std::optional<uint64_t> {
     const int32_t right = next[static_cast<size_t>(left)];
     if (right < 0) return std::nullopt;
-    const auto* m = table.find(ids[static_cast<size_t>(left)], ids[static_cast<size_t>(right)]);
-    if (m == nullptr) return std::nullopt;
+    const auto m = table.find(ids[static_cast<size_t>(left)], ids[static_cast<size_t>(right)]);
+    if (!m) return std::nullopt;
     return (uint64_t{static_cast<uint32_t>(m->rank)} << 32) | static_cast<uint32_t>(left);
   };
   for (size_t i = 0; i + 1 < n; ++i) {
@@ -58,9 +75,9 @@ void bpe_merge(const BpeMergeTable& table, std::vector<int32_t>& ids) {
     if (ids[l] < 0) continue;  // merged into its left neighbour meanwhile
     const int32_t right = next[l];
     if (right < 0) continue;
-    const auto* m = table.find(ids[l], ids[static_cast<size_t>(right)]);
+    const auto m = table.find(ids[l], ids[static_cast<size_t>(right)]);
     // Ranks are unique per pair, so an equal rank means the pair is still the one queued.
-    if (m == nullptr || m->rank != rank) continue;
+    if (!m || m->rank != rank) continue;
     ids[l] = m->result;
     ids[static_cast<size_t>(right)] = -1;
     next[l] = next[static_cast<size_t>(right)];
@@ -76,14 +93,14 @@ void bpe_merge(const BpeMergeTable& table, std::vector<int32_t>& ids) {
   ids.resize(out);
 }
 
-AddedTokenMatcher::AddedTokenMatcher(const std::vector<std::string>& tokens,
-                                     const std::vector<uint8_t>& added,
+AddedTokenMatcher::AddedTokenMatcher(const Vocabulary& tokens, const std::vector<uint8_t>& added,
                                      const std::vector<uint8_t>& special) {
   nodes_.emplace_back();  // root
   for (size_t id = 0; id < tokens.size(); ++id) {
-    if (id >= added.size() || !added[id] || tokens[id].empty()) continue;
+    const std::string_view text = tokens.text(id);
+    if (id >= added.size() || !added[id] || text.empty()) continue;
     int32_t node = 0;
-    for (const char c : tokens[id]) {
+    for (const char c : text) {
       const auto byte = static_cast<unsigned char>(c);
       const uint64_t key = (static_cast<uint64_t>(node) << 8) | byte;
       auto it = edges_.find(key);
@@ -93,7 +110,7 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<std::string>& tokens,
       }
       node = it->second;
     }
-    first_byte_[static_cast<unsigned char>(tokens[id][0])] = true;
+    first_byte_[static_cast<unsigned char>(text[0])] = true;
     Node& end = nodes_[static_cast<size_t>(node)];
     if (end.id < 0) end.id = static_cast<int32_t>(id);  // a duplicate text keeps its first id
     const bool is_special = id < special.size() && special[id];

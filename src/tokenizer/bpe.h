@@ -3,17 +3,23 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "tokenizer/vocabulary.h"
+
 namespace gemmax {
 
-// (left id, right id) -> (rank, merged id), open addressing with linear probing: the merge loop
-// does one lookup per new adjacent pair, so this must be fast and compact (~8 bytes of key per
-// slot).
+// (left id, right id) -> (rank, merged id). The merge loop does one lookup per new adjacent pair,
+// so this must be fast and compact: one 64-bit word per slot holds the pair and its rank (each id
+// in as many bits as the largest id needs, the rank + 1 in the rest; 0 is an empty slot), probed
+// linearly at a load factor of at most 1/2, and the merged ids are a separate array by rank (read
+// only when a merge happens). Gemma 3's 514906 merges: 8 MB of slots + 2 MB of results (16-byte
+// slots holding the result took 16 MB).
 class BpeMergeTable {
  public:
   struct Merge {
@@ -22,34 +28,41 @@ class BpeMergeTable {
   };
 
   // merges[i] merges into results[i] with rank i. A pair listed twice keeps its last rank, as HF's
-  // hash-map construction does.
+  // hash-map construction does. Throws std::invalid_argument for a negative id or sizes that do
+  // not match, std::length_error when two ids and the rank do not fit in 64 bits.
   BpeMergeTable(const std::vector<std::pair<int32_t, int32_t>>& merges,
                 const std::vector<int32_t>& results);
 
-  const Merge* find(int32_t left, int32_t right) const {
-    const uint64_t key = pack(left, right);
-    for (size_t slot = hash(key) & mask_;; slot = (slot + 1) & mask_) {
-      const Slot& s = slots_[slot];
-      if (s.key == key) return &s.merge;
-      if (s.key == kEmpty) return nullptr;
+  std::optional<Merge> find(int32_t left, int32_t right) const {
+    const auto l = static_cast<uint32_t>(left);
+    const auto r = static_cast<uint32_t>(right);
+    if (((l | r) >> id_bits_) != 0) return std::nullopt;  // negative, or larger than any merged id
+    const uint64_t pair = (uint64_t{l} << id_bits_) | r;
+    for (size_t slot = hash(pair) & mask_;; slot = (slot + 1) & mask_) {
+      const uint64_t s = slots_[slot];
+      if (s == 0) return std::nullopt;
+      if ((s >> rank_bits_) == pair) {
+        const auto rank = static_cast<int32_t>((s & rank_mask_) - 1);
+        return Merge{rank, results_[static_cast<size_t>(rank)]};
+      }
     }
+  }
+  size_t size() const { return results_.size(); }
+  size_t memory_bytes() const {
+    return slots_.capacity() * sizeof(uint64_t) + results_.capacity() * sizeof(int32_t);
   }
 
  private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};
-  struct Slot {
-    uint64_t key = kEmpty;
-    Merge merge{};
-  };
-  static uint64_t pack(int32_t l, int32_t r) {
-    return (uint64_t{static_cast<uint32_t>(l)} << 32) | static_cast<uint32_t>(r);
-  }
   static size_t hash(uint64_t key) {
     key ^= key >> 31;
     key *= 0x9E3779B97F4A7C15ull;
     return static_cast<size_t>(key ^ (key >> 29));
   }
-  std::vector<Slot> slots_;
+  unsigned id_bits_ = 1;
+  unsigned rank_bits_ = 62;
+  uint64_t rank_mask_ = 0;
+  std::vector<uint64_t> slots_;
+  std::vector<int32_t> results_;  // rank -> merged id
   size_t mask_ = 0;
 };
 
@@ -63,7 +76,7 @@ class AddedTokenMatcher {
  public:
   // `tokens[i]` is matched for every id i with added[i] set; `special` marks the ones that
   // parse_special=false turns off.
-  AddedTokenMatcher(const std::vector<std::string>& tokens, const std::vector<uint8_t>& added,
+  AddedTokenMatcher(const Vocabulary& tokens, const std::vector<uint8_t>& added,
                     const std::vector<uint8_t>& special);
 
   struct Match {

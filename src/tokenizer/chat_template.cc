@@ -191,7 +191,8 @@ ChatTemplate::ChatTemplate(std::string_view source, std::string bos_token)
 }
 
 ChatTemplate ChatTemplate::for_tokenizer(const Tokenizer& tokenizer) {
-  const std::string bos = tokenizer.bos_id() >= 0 ? tokenizer.token_text(tokenizer.bos_id()) : "";
+  const std::string bos =
+      tokenizer.bos_id() >= 0 ? std::string(tokenizer.token_text(tokenizer.bos_id())) : "";
   try {
     return ChatTemplate(tokenizer.chat_template_source(), bos);
   } catch (const std::invalid_argument& e) {

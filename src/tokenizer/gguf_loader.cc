@@ -12,7 +12,7 @@
 
 #include "io/gguf_reader.h"
 #include "tokenizer/loader.h"
-#include "tokenizer/token_index.h"
+#include "tokenizer/vocabulary.h"
 
 namespace gemmax {
 
@@ -51,7 +51,7 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
                  const std::vector<int32_t>& types, TokenizerSpec& spec) {
   const std::string key = "tokenizer.ggml.merges";
   if (const GgufValue* m = gguf.find(key)) {
-    const TokenIndex id_of(spec.tokens);
+    const Vocabulary id_of(spec.tokens);
     const std::vector<std::string_view> list = m->strings(key);
     for (size_t rank = 0; rank < list.size(); ++rank) {
       // "left right": the separator is the only space (token spaces are U+2581 in SentencePiece

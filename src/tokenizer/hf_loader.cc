@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "tokenizer/loader.h"
-#include "tokenizer/token_index.h"
+#include "tokenizer/vocabulary.h"
 
 namespace gemmax {
 
@@ -91,7 +91,7 @@ void read_vocab(const std::string& path, const json& vocab, TokenizerSpec& spec)
 }
 
 void read_merges(const std::string& path, const json& merges, TokenizerSpec& spec) {
-  const TokenIndex id_of(spec.tokens);
+  const Vocabulary id_of(spec.tokens);
   auto id = [&](std::string_view t, size_t rank) {
     const int32_t found = id_of.find(t);
     if (found < 0)

@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-#include "tokenizer/token_index.h"
+#include "tokenizer/vocabulary.h"
 
 namespace gemmax {
 
@@ -85,10 +85,10 @@ class Tokenizer {
   // Throws TokenizerError for an id outside the vocabulary.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
 
-  size_t vocab_size() const { return spec_.tokens.size(); }
+  size_t vocab_size() const { return vocab_.size(); }
   // Ids below this are the BPE model's (and the network's embedding rows); added tokens may follow.
   size_t model_vocab_size() const { return spec_.model_vocab_size; }
-  const std::string& token_text(int32_t id) const;  // throws for an unknown id
+  std::string_view token_text(int32_t id) const;  // throws for an unknown id
   std::optional<int32_t> token_id(std::string_view text) const;
   bool is_special(int32_t id) const;
   // The byte a <0xNN> token stands for, or -1.
@@ -103,26 +103,27 @@ class Tokenizer {
   bool is_stop(int32_t id) const;
   const std::string& chat_template_source() const { return spec_.chat_template; }
   const std::string& source() const { return spec_.source; }
-  size_t merge_count() const { return spec_.merges.size(); }
+  size_t merge_count() const;
+  // Bytes held by the vocabulary and the merge table (the bulk of a tokenizer's memory).
+  size_t memory_bytes() const;
 
-  // Decoded text of one non-byte token (U+2581 already turned into spaces).
-  const std::string& piece(int32_t id) const { return pieces_[static_cast<size_t>(id)]; }
-  bool valid_id(int32_t id) const {
-    return id >= 0 && static_cast<size_t>(id) < spec_.tokens.size();
-  }
+  // Appends the decoded text of one non-byte token (U+2581 turned into spaces).
+  void append_piece(int32_t id, std::string& out) const;
+  bool valid_id(int32_t id) const { return id >= 0 && static_cast<size_t>(id) < vocab_.size(); }
 
  private:
   void encode_word(std::string_view text, std::vector<int32_t>& out) const;
   int32_t lookup_code_point(uint32_t cp) const;
   void append_bytes_as_tokens(std::string_view bytes, std::vector<int32_t>& out) const;
 
+  // The spec without its tokens and merges: those move into vocab_ and merges_ (packed), and the
+  // vectors that held them are freed during construction.
   TokenizerSpec spec_;
-  TokenIndex id_of_;                                 // over spec_.tokens
+  Vocabulary vocab_;
   std::vector<int32_t> bmp_id_;                      // single-code-point token per BMP code point
   std::unordered_map<uint32_t, int32_t> astral_id_;  // the same above U+FFFF
   std::vector<int32_t> byte_token_;                  // byte -> <0xNN> id (or unk, or -1)
   std::vector<int16_t> byte_of_;                     // id -> byte of a <0xNN> token, or -1
-  std::vector<std::string> pieces_;                  // id -> decoded text
   std::unique_ptr<BpeMergeTable> merges_;
   std::unique_ptr<AddedTokenMatcher> added_;
 };

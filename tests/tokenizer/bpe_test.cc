@@ -5,6 +5,7 @@
 
 #include <map>
 #include <random>
+#include <stdexcept>
 
 namespace gemmax {
 namespace {
@@ -28,6 +29,53 @@ std::vector<int32_t> naive_bpe(
         m.at({ids[static_cast<size_t>(best)], ids[static_cast<size_t>(best) + 1]}).second;
     ids.erase(ids.begin() + best + 1);
   }
+}
+
+TEST(BpeMergeTable, FindsEveryPairAndNothingElse) {
+  // Ids spread over 19 bits (Gemma 3's vocabulary needs 19), pairs in both orders.
+  std::mt19937 rng(99);
+  std::vector<std::pair<int32_t, int32_t>> merges;
+  std::vector<int32_t> results;
+  std::map<std::pair<int32_t, int32_t>, std::pair<int32_t, int32_t>> reference;
+  while (merges.size() < 20000) {
+    const auto l = static_cast<int32_t>(rng() % 262145);
+    const auto r = static_cast<int32_t>(rng() % 262145);
+    if (reference.count({l, r})) continue;
+    reference[{l, r}] = {static_cast<int32_t>(merges.size()), l ^ r};
+    merges.emplace_back(l, r);
+    results.push_back(l ^ r);
+  }
+  const BpeMergeTable table(merges, results);
+  EXPECT_EQ(table.size(), merges.size());
+  for (const auto& [pair, merge] : reference) {
+    const auto m = table.find(pair.first, pair.second);
+    ASSERT_TRUE(m.has_value()) << pair.first << " " << pair.second;
+    EXPECT_EQ(m->rank, merge.first);
+    EXPECT_EQ(m->result, merge.second);
+    if (!reference.count({pair.second, pair.first})) {
+      EXPECT_FALSE(table.find(pair.second, pair.first).has_value());
+    }
+  }
+  EXPECT_FALSE(table.find(merges[0].first, 262145 + 7).has_value());  // above every merged id
+  EXPECT_FALSE(table.find(1 << 20, merges[0].second).has_value());
+  EXPECT_FALSE(table.find(-1, merges[0].second).has_value());
+  EXPECT_FALSE(table.find(merges[0].first, -1).has_value());
+}
+
+TEST(BpeMergeTable, RepeatedPairKeepsItsLastRankAndEdgeIdsFit) {
+  const int32_t big = 0x7FFFFFFF;  // 31-bit ids leave 2 bits of rank: room for 2 merges
+  const BpeMergeTable table({{0, big}, {0, big}}, {5, 6});
+  const auto m = table.find(0, big);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->rank, 1);
+  EXPECT_EQ(m->result, 6);
+  EXPECT_FALSE(table.find(big, 0).has_value());
+  EXPECT_FALSE(table.find(0, 0).has_value());
+  EXPECT_THROW(BpeMergeTable({{0, big}, {1, big}, {2, big}}, {1, 2, 3}), std::length_error);
+  EXPECT_THROW(BpeMergeTable({{0, -2}}, {1}), std::invalid_argument);
+  EXPECT_THROW(BpeMergeTable({{0, 1}}, {}), std::invalid_argument);
+  const BpeMergeTable empty({}, {});
+  EXPECT_FALSE(empty.find(0, 0).has_value());
 }
 
 TEST(BpeMerge, MatchesQuadraticReferenceOnRandomTables) {
@@ -78,7 +126,7 @@ TEST(BpeMerge, LongRunIsNotQuadratic) {
 
 TEST(AddedTokenMatcher, LeftmostThenLongest) {
   const std::vector<std::string> tokens = {"x", "ab", "abc", "bcd", "<s>"};
-  const AddedTokenMatcher m(tokens, {0, 1, 1, 1, 1}, {0, 0, 0, 0, 1});
+  const AddedTokenMatcher m(Vocabulary(tokens), {0, 1, 1, 1, 1}, {0, 0, 0, 0, 1});
   auto hit = m.find("zabcd", 0, true);
   EXPECT_EQ(hit.begin, 1u);
   EXPECT_EQ(hit.length, 3u);

@@ -52,7 +52,7 @@ void EncodeCases() {
     ASSERT_EQ(ids, c["ids"].get<Ids>()) << id << " " << c["category"];
     EXPECT_EQ(tok.encode(text, {.add_bos = true}), c["ids_with_special"].get<Ids>()) << id;
     std::vector<std::string> tokens;
-    for (const int32_t t : ids) tokens.push_back(tok.token_text(t));
+    for (const int32_t t : ids) tokens.emplace_back(tok.token_text(t));
     EXPECT_EQ(tokens, c["tokens"].get<std::vector<std::string>>()) << id;
     const std::string decoded = tok.decode(ids);
     EXPECT_EQ(decoded, c["decoded"].get<std::string>()) << id;
@@ -71,7 +71,7 @@ void DecodeCasesOneShotAndStreaming() {
     const std::string id = c["id"];
     const Ids ids = c["ids"].get<Ids>();
     std::vector<std::string> tokens;
-    for (const int32_t t : ids) tokens.push_back(tok.token_text(t));
+    for (const int32_t t : ids) tokens.emplace_back(tok.token_text(t));
     EXPECT_EQ(tokens, c["tokens"].get<std::vector<std::string>>()) << id;
     for (const bool skip : {false, true}) {
       const std::string expected = c[skip ? "decoded_skip_special" : "decoded"];

@@ -61,6 +61,15 @@ TEST_F(RealModel, SameVocabularyAndFlags) {
   EXPECT_TRUE(gguf_->add_bos_by_default());
 }
 
+TEST_F(RealModel, TablesStayCompact) {
+  // 262145 texts packed (3.3 MB) + their index (4 MB) + 514906 merges in 8-byte slots at load
+  // <= 1/2 (8 MB) + merged ids (2 MB) = 18.0 MB. A std::string per token or 16-byte merge slots
+  // (the layout before) would be ~40 MB.
+  EXPECT_EQ(gguf_->merge_count(), 514906u);
+  EXPECT_LT(gguf_->memory_bytes(), 19u << 20);
+  EXPECT_LT(hf_->memory_bytes(), 19u << 20);
+}
+
 TEST_F(RealModel, IdenticalIdsAndTextOnAllGoldenCases) {
   const std::string dir = testing::shared_tokenizer_dir();
   int n = 0;
