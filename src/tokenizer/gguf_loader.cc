@@ -70,7 +70,9 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
   }
   if (scores.empty())
     throw TokenizerError(gguf.path() + ": neither tokenizer.ggml.merges nor tokenizer.ggml.scores");
-  spec.merges = derive_merges_from_scores(spec.tokens, scores, types);
+  RankedMerges derived = derive_merges_from_scores(spec.tokens, scores, types);
+  spec.merges = std::move(derived.pairs);
+  spec.merge_results = std::move(derived.results);
 }
 
 void append_image_soft_token(TokenizerSpec& spec) {

@@ -52,19 +52,20 @@ size_t code_point_offset(std::string_view s, size_t count) {
 
 }  // namespace
 
-std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
-    const std::vector<std::string>& tokens, const std::vector<float>& scores,
-    const std::vector<int32_t>& types, float user_defined_score) {
+RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
+                                       const std::vector<float>& scores,
+                                       const std::vector<int32_t>& types,
+                                       float user_defined_score) {
   if (scores.size() != tokens.size() || (!types.empty() && types.size() != tokens.size()))
     throw TokenizerError("tokenizer scores/types do not match the token count");
   const Vocabulary id_of(tokens);
 
-  // 12 bytes per candidate (Gemma 3: 514906 of them): the split's two ids are not kept but found
-  // again after sorting, from the merged text and the left part's length. The tie-breaks on the
-  // left and right ids never decide anything: equal result and left length mean the same split.
+  // 16 bytes per candidate (Gemma 3: 514906 of them): the right part's id is found again after
+  // sorting, from the merged text and the left part's length. The tie-breaks on the left and right
+  // ids never decide anything: equal result and left length mean the same split.
   struct Candidate {
     float score;
-    int32_t result;
+    int32_t result, left;
     uint16_t left_len, right_len;  // in code points
   };
   std::vector<Candidate> found;
@@ -84,9 +85,10 @@ std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
       split += len == 0 ? 1 : len;
       ++left_len;
       if (split >= text.size()) break;
-      if (id_of.find(text.substr(0, split)) < 0 || id_of.find(text.substr(split)) < 0) continue;
-      found.push_back(
-          {score, static_cast<int32_t>(id), left_len, static_cast<uint16_t>(total - left_len)});
+      const int32_t left = id_of.find(text.substr(0, split));
+      if (left < 0 || id_of.find(text.substr(split)) < 0) continue;
+      found.push_back({score, static_cast<int32_t>(id), left, left_len,
+                       static_cast<uint16_t>(total - left_len)});
     }
   }
   std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) {
@@ -94,12 +96,14 @@ std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
     return std::tie(b.left_len, b.right_len, a.result) <
            std::tie(a.left_len, a.right_len, b.result);
   });
-  std::vector<std::pair<int32_t, int32_t>> merges;
-  merges.reserve(found.size());
+  RankedMerges merges;
+  merges.pairs.reserve(found.size());
+  merges.results.reserve(found.size());
   for (const Candidate& c : found) {
     const std::string_view text = tokens[static_cast<size_t>(c.result)];
     const size_t split = code_point_offset(text, c.left_len);
-    merges.emplace_back(id_of.find(text.substr(0, split)), id_of.find(text.substr(split)));
+    merges.pairs.emplace_back(c.left, id_of.find(text.substr(split)));
+    merges.results.push_back(c.result);
   }
   return merges;
 }
@@ -147,8 +151,11 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   added_ = std::make_unique<AddedTokenMatcher>(vocab_, spec_.added, spec_.special);
 
   const std::vector<std::pair<int32_t, int32_t>> merges = std::move(spec_.merges);
+  std::vector<int32_t> results = std::move(spec_.merge_results);
   spec_.merges.clear();
-  std::vector<int32_t> results(merges.size());
+  spec_.merge_results.clear();
+  const bool known = results.size() == merges.size();
+  results.resize(merges.size());
   std::string joined;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto [l, r] = merges[rank];
@@ -157,6 +164,13 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
                            " names an unknown id");
     const std::string_view left = vocab_.text(static_cast<size_t>(l));
     const std::string_view right = vocab_.text(static_cast<size_t>(r));
+    // A result the loader gave is checked against the texts (no hash lookup needed).
+    const std::string_view given = known && valid_id(results[rank])
+                                       ? vocab_.text(static_cast<size_t>(results[rank]))
+                                       : std::string_view();
+    if (known && given.size() == left.size() + right.size() && given.starts_with(left) &&
+        given.ends_with(right))
+      continue;
     joined.assign(left).append(right);
     const int32_t joined_id = vocab_.find(joined);
     if (joined_id < 0)

@@ -41,6 +41,9 @@ struct TokenizerSpec {
   size_t model_vocab_size =
       0;  // ids below this are BPE-model vocab (single code points looked up here)
   std::vector<std::pair<int32_t, int32_t>> merges;  // (left id, right id), rank = index
+  // rank -> merged id, where the loader knows it (merges derived from scores); empty: the
+  // tokenizer looks up each merge's joined text (checked against the texts either way).
+  std::vector<int32_t> merge_results;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
@@ -57,9 +60,14 @@ struct TokenizerSpec {
 // token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte); control, unknown,
 // unused and byte pieces are never merge results. `user_defined_score` replaces the score of
 // user-defined pieces (llama.cpp writes -1000 there; SentencePiece's own score for them is 0).
-std::vector<std::pair<int32_t, int32_t>> derive_merges_from_scores(
-    const std::vector<std::string>& tokens, const std::vector<float>& scores,
-    const std::vector<int32_t>& types, float user_defined_score = 0.0f);
+struct RankedMerges {
+  std::vector<std::pair<int32_t, int32_t>> pairs;  // (left id, right id), rank = index
+  std::vector<int32_t> results;                    // rank -> merged id
+};
+RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
+                                       const std::vector<float>& scores,
+                                       const std::vector<int32_t>& types,
+                                       float user_defined_score = 0.0f);
 
 struct EncodeOptions {
   // Prepend the BOS id (HF add_special_tokens=true); unset: as the model files say (add_bos_token).

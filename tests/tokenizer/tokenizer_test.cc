@@ -163,6 +163,22 @@ TEST_F(TinyTokenizer, StopIdsAndLookups) {
   EXPECT_EQ(tok.byte_value(kA), -1);
 }
 
+TEST(TokenizerSpecErrors, GivenMergeResultsAreCheckedAgainstTheTexts) {
+  // One right result (▁h), then wrong (a for hi), out of range, negative and wrong (▁ for ▁▁)
+  // ones, which are looked up from the texts: the encodings are the tiny tokenizer's.
+  TokenizerSpec s = tiny_spec();
+  s.merge_results = {kSpaceHi - 2, kA, 100000, -5, kSpace};
+  const Tokenizer t(s);
+  const Tokenizer plain(tiny_spec());
+  for (const char* text : {"hi", " hi", "abhi", "  hi ab", "ba"})
+    EXPECT_EQ(t.encode(text), plain.encode(text)) << text;
+  EXPECT_EQ(t.encode(" hi", EncodeOptions{false, true}), (Ids{kSpaceHi}));
+  // A given result whose text does not match and no token that does: still an error.
+  s.merges.push_back({264, 264});
+  s.merge_results.push_back(kAb);
+  EXPECT_THROW(Tokenizer{s}, TokenizerError);
+}
+
 TEST(TokenizerSpecErrors, MergeWithUnknownResultIsRejected) {
   TokenizerSpec s = tiny_spec();
   s.merges.push_back({264, 264});  // "aa" is not a token
@@ -180,7 +196,7 @@ TEST(DeriveMerges, RanksByScoreThenLongerLeftThenLongerRight) {
                                            "abc", "<ctl>", "<", "ctl>", "cc"};
   const std::vector<float> scores = {0, 0, 0, -1, -2, -0.5f, 0, 0, 0, -1000};
   const std::vector<int32_t> types = {1, 1, 1, 1, 1, 1, 3, 1, 1, 4};
-  const auto merges = derive_merges_from_scores(tokens, scores, types);
+  const RankedMerges merges = derive_merges_from_scores(tokens, scores, types);
   const std::vector<std::pair<int32_t, int32_t>> expected = {
       {2, 2},  // "cc" is user-defined: score 0 ranks it first
       {3, 2},  // abc = ab + c (longer left part first)
@@ -188,7 +204,8 @@ TEST(DeriveMerges, RanksByScoreThenLongerLeftThenLongerRight) {
       {0, 1},  // ab (-1)
       {1, 2},  // bc (-2)
   };
-  EXPECT_EQ(merges, expected);
+  EXPECT_EQ(merges.pairs, expected);
+  EXPECT_EQ(merges.results, (std::vector<int32_t>{9, 5, 5, 3, 4}));
 }
 
 }  // namespace
