@@ -1,7 +1,10 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <exception>
+#include <thread>
 #include <tuple>
 
 #include "tokenizer/bpe.h"
@@ -52,24 +55,33 @@ size_t code_point_offset(std::string_view s, size_t count) {
 
 }  // namespace
 
-RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
-                                       const std::vector<float>& scores,
-                                       const std::vector<int32_t>& types,
-                                       float user_defined_score) {
-  if (scores.size() != tokens.size() || (!types.empty() && types.size() != tokens.size()))
-    throw TokenizerError("tokenizer scores/types do not match the token count");
-  const Vocabulary id_of(tokens);
+namespace {
 
-  // 16 bytes per candidate (Gemma 3: 514906 of them): the right part's id is found again after
-  // sorting, from the merged text and the left part's length. The tie-breaks on the left and right
-  // ids never decide anything: equal result and left length mean the same split.
-  struct Candidate {
-    float score;
-    int32_t result, left;
-    uint16_t left_len, right_len;  // in code points
-  };
-  std::vector<Candidate> found;
-  for (size_t id = 0; id < tokens.size(); ++id) {
+// 16 bytes per candidate merge (Gemma 3: 514906 of them): the right part's id is found again after
+// sorting, from the merged text and the left part's length.
+struct Candidate {
+  float score;
+  int32_t result, left;
+  uint16_t left_len, right_len;  // in code points
+};
+
+// The converter's order: higher score, then longer left part, longer right part, lower merged id.
+// The tie-breaks on the left and right ids never decide anything: equal result and left length
+// mean the same split. A total order (scores are never NaN here), so the result does not depend
+// on how the candidates were found or sorted.
+bool ranks_before(const Candidate& a, const Candidate& b) {
+  if (a.score != b.score) return a.score > b.score;
+  return std::tie(b.left_len, b.right_len, a.result) < std::tie(a.left_len, a.right_len, b.result);
+}
+
+// Appends the candidates whose merged piece is one of tokens [begin, end) to `found`, sorted.
+// `found` has room for one per byte boundary inside those tokens, so nothing is allocated here
+// (on a helper thread, glibc would keep the freed memory in that thread's arena: +9 MB of RSS).
+void find_candidates(const std::vector<std::string>& tokens, const std::vector<float>& scores,
+                     const std::vector<int32_t>& types, float user_defined_score,
+                     const Vocabulary& id_of, size_t begin, size_t end,
+                     std::vector<Candidate>& found) {
+  for (size_t id = begin; id < end; ++id) {
     const int32_t type = types.empty() ? 1 : types[id];
     if (type != 1 && type != 4) continue;  // only normal and user-defined pieces are merge results
     const std::string_view text = tokens[id];
@@ -91,15 +103,67 @@ RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
                        static_cast<uint16_t>(total - left_len)});
     }
   }
-  std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) {
-    if (a.score != b.score) return a.score > b.score;
-    return std::tie(b.left_len, b.right_len, a.result) <
-           std::tie(a.left_len, a.right_len, b.result);
-  });
+  std::sort(found.begin(), found.end(), ranks_before);
+}
+
+}  // namespace
+
+RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
+                                       const std::vector<float>& scores,
+                                       const std::vector<int32_t>& types,
+                                       float user_defined_score) {
+  if (scores.size() != tokens.size() || (!types.empty() && types.size() != tokens.size()))
+    throw TokenizerError("tokenizer scores/types do not match the token count");
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (std::isnan(scores[i]))  // would break the sort's ordering
+      throw TokenizerError("the score of token " + std::to_string(i) + " is NaN");
+  }
+  if (std::isnan(user_defined_score)) throw TokenizerError("the user-defined score is NaN");
+  const Vocabulary id_of(tokens);
+
+  // The search (~2M text lookups, most of a GGUF tokenizer's load) and the sort run in parts on
+  // up to 4 threads, one range of tokens each; the sorted parts are merged in order below, so the
+  // result is the same for any number of parts.
+  const size_t parts =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, tokens.size() < 4096 ? 1 : 4);
+  std::vector<std::vector<Candidate>> found(parts);
+  for (size_t p = 0; p < parts; ++p) {
+    size_t boundaries = 0;  // an upper bound of the part's candidates; untouched room costs no RSS
+    for (size_t id = p * tokens.size() / parts; id < (p + 1) * tokens.size() / parts; ++id)
+      boundaries += tokens[id].empty() ? 0 : tokens[id].size() - 1;
+    found[p].reserve(boundaries);
+  }
+  std::vector<std::exception_ptr> errors(parts);
+  auto search = [&](size_t p) {
+    try {
+      find_candidates(tokens, scores, types, user_defined_score, id_of, p * tokens.size() / parts,
+                      (p + 1) * tokens.size() / parts, found[p]);
+    } catch (...) {
+      errors[p] = std::current_exception();
+    }
+  };
+  {
+    std::vector<std::jthread> helpers;
+    for (size_t p = 1; p < parts; ++p) helpers.emplace_back(search, p);
+    search(0);
+  }  // joined
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+
+  size_t total = 0;
+  for (const auto& f : found) total += f.size();
   RankedMerges merges;
-  merges.pairs.reserve(found.size());
-  merges.results.reserve(found.size());
-  for (const Candidate& c : found) {
+  merges.pairs.reserve(total);
+  merges.results.reserve(total);
+  std::vector<size_t> next(parts, 0);
+  for (size_t n = 0; n < total; ++n) {
+    size_t best = parts;
+    for (size_t p = 0; p < parts; ++p) {
+      if (next[p] < found[p].size() &&
+          (best == parts || ranks_before(found[p][next[p]], found[best][next[best]])))
+        best = p;
+    }
+    const Candidate& c = found[best][next[best]++];
     const std::string_view text = tokens[static_cast<size_t>(c.result)];
     const size_t split = code_point_offset(text, c.left_len);
     merges.pairs.emplace_back(c.left, id_of.find(text.substr(split)));

@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
+#include <tuple>
 
 #include "tokenizer/utf8.h"
 
@@ -206,6 +210,67 @@ TEST(DeriveMerges, RanksByScoreThenLongerLeftThenLongerRight) {
   };
   EXPECT_EQ(merges.pairs, expected);
   EXPECT_EQ(merges.results, (std::vector<int32_t>{9, 5, 5, 3, 4}));
+}
+
+TEST(DeriveMerges, LargeVocabularyMatchesAPlainReference) {
+  // 5000 strings over {a, b, c} (past the size where the search runs in parts on several
+  // threads), coarse scores so that ties are common, some user-defined and control pieces.
+  std::vector<std::string> tokens;
+  for (size_t len = 1; tokens.size() < 5000; ++len) {
+    size_t count = 1;
+    for (size_t i = 0; i < len; ++i) count *= 3;
+    for (size_t n = 0; n < count && tokens.size() < 5000; ++n) {
+      std::string t;
+      for (size_t i = 0, v = n; i < len; ++i, v /= 3) t += static_cast<char>('a' + v % 3);
+      tokens.push_back(t);
+    }
+  }
+  std::mt19937 rng(7);
+  std::vector<float> scores(tokens.size());
+  std::vector<int32_t> types(tokens.size(), 1);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    scores[i] = -static_cast<float>(rng() % 50);
+    if (rng() % 20 == 0) types[i] = 4;
+    if (rng() % 50 == 0) types[i] = 3;
+  }
+  const RankedMerges merges = derive_merges_from_scores(tokens, scores, types, -7.0f);
+
+  std::map<std::string, int32_t> id_of;
+  for (size_t i = 0; i < tokens.size(); ++i) id_of.emplace(tokens[i], static_cast<int32_t>(i));
+  struct Ref {
+    float score;
+    size_t left_len, right_len;
+    int32_t result, left, right;
+  };
+  std::vector<Ref> ref;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (types[i] != 1 && types[i] != 4) continue;
+    for (size_t split = 1; split < tokens[i].size(); ++split) {
+      const auto l = id_of.find(tokens[i].substr(0, split));
+      const auto r = id_of.find(tokens[i].substr(split));
+      if (l == id_of.end() || r == id_of.end()) continue;
+      ref.push_back({types[i] == 4 ? -7.0f : scores[i], split, tokens[i].size() - split,
+                     static_cast<int32_t>(i), l->second, r->second});
+    }
+  }
+  std::sort(ref.begin(), ref.end(), [](const Ref& a, const Ref& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.left_len != b.left_len) return a.left_len > b.left_len;
+    if (a.right_len != b.right_len) return a.right_len > b.right_len;
+    return std::tie(a.result, a.left, a.right) < std::tie(b.result, b.left, b.right);
+  });
+  ASSERT_EQ(merges.pairs.size(), ref.size());
+  ASSERT_EQ(merges.results.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    ASSERT_EQ(merges.pairs[i], std::make_pair(ref[i].left, ref[i].right)) << i;
+    ASSERT_EQ(merges.results[i], ref[i].result) << i;
+  }
+}
+
+TEST(DeriveMerges, NaNScoreIsRejected) {
+  const std::vector<std::string> tokens = {"a", "b", "ab"};
+  const std::vector<float> scores = {0, 0, std::nanf("")};
+  EXPECT_THROW(derive_merges_from_scores(tokens, scores, {}), TokenizerError);
 }
 
 }  // namespace
