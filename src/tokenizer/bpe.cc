@@ -57,9 +57,9 @@ void bpe_merge(const BpeMergeTable& table, std::vector<int32_t>& ids) {
   auto candidate = [&](int32_t left) -> std::optional<uint64_t> {
     const int32_t right = next[static_cast<size_t>(left)];
     if (right < 0) return std::nullopt;
-    const auto m = table.find(ids[static_cast<size_t>(left)], ids[static_cast<size_t>(right)]);
-    if (!m) return std::nullopt;
-    return (uint64_t{static_cast<uint32_t>(m->rank)} << 32) | static_cast<uint32_t>(left);
+    const auto rank = table.rank(ids[static_cast<size_t>(left)], ids[static_cast<size_t>(right)]);
+    if (!rank) return std::nullopt;
+    return (uint64_t{static_cast<uint32_t>(*rank)} << 32) | static_cast<uint32_t>(left);
   };
   for (size_t i = 0; i + 1 < n; ++i) {
     if (auto c = candidate(static_cast<int32_t>(i))) initial.push_back(*c);
@@ -75,10 +75,9 @@ void bpe_merge(const BpeMergeTable& table, std::vector<int32_t>& ids) {
     if (ids[l] < 0) continue;  // merged into its left neighbour meanwhile
     const int32_t right = next[l];
     if (right < 0) continue;
-    const auto m = table.find(ids[l], ids[static_cast<size_t>(right)]);
     // Ranks are unique per pair, so an equal rank means the pair is still the one queued.
-    if (!m || m->rank != rank) continue;
-    ids[l] = m->result;
+    if (table.rank(ids[l], ids[static_cast<size_t>(right)]) != rank) continue;
+    ids[l] = table.result(rank);
     ids[static_cast<size_t>(right)] = -1;
     next[l] = next[static_cast<size_t>(right)];
     if (next[l] >= 0) prev[static_cast<size_t>(next[l])] = left;

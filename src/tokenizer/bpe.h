@@ -22,18 +22,14 @@ namespace gemmax {
 // slots holding the result took 16 MB).
 class BpeMergeTable {
  public:
-  struct Merge {
-    int32_t rank;
-    int32_t result;
-  };
-
   // merges[i] merges into results[i] with rank i. A pair listed twice keeps its last rank, as HF's
   // hash-map construction does. Throws std::invalid_argument for a negative id or sizes that do
   // not match, std::length_error when two ids and the rank do not fit in 64 bits.
   BpeMergeTable(const std::vector<std::pair<int32_t, int32_t>>& merges,
                 const std::vector<int32_t>& results);
 
-  std::optional<Merge> find(int32_t left, int32_t right) const {
+  // The rank of merging (left, right), if they merge.
+  std::optional<int32_t> rank(int32_t left, int32_t right) const {
     const auto l = static_cast<uint32_t>(left);
     const auto r = static_cast<uint32_t>(right);
     if (((l | r) >> id_bits_) != 0) return std::nullopt;  // negative, or larger than any merged id
@@ -41,12 +37,11 @@ class BpeMergeTable {
     for (size_t slot = hash(pair) & mask_;; slot = (slot + 1) & mask_) {
       const uint64_t s = slots_[slot];
       if (s == 0) return std::nullopt;
-      if ((s >> rank_bits_) == pair) {
-        const auto rank = static_cast<int32_t>((s & rank_mask_) - 1);
-        return Merge{rank, results_[static_cast<size_t>(rank)]};
-      }
+      if ((s >> rank_bits_) == pair) return static_cast<int32_t>((s & rank_mask_) - 1);
     }
   }
+  // The id the merge of `rank` makes (unchecked: a rank rank() returned).
+  int32_t result(int32_t rank) const { return results_[static_cast<size_t>(rank)]; }
   size_t size() const { return results_.size(); }
   size_t memory_bytes() const {
     return slots_.capacity() * sizeof(uint64_t) + results_.capacity() * sizeof(int32_t);

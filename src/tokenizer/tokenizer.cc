@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <thread>
 #include <tuple>
 
@@ -243,7 +244,11 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
                            joined + "\", which is not in the vocabulary");
     results[rank] = joined_id;
   }
-  merges_ = std::make_unique<BpeMergeTable>(merges, results);
+  try {
+    merges_ = std::make_unique<BpeMergeTable>(merges, results);
+  } catch (const std::length_error& e) {  // ids too wide for the packed table
+    throw TokenizerError(spec_.source + ": " + e.what());
+  }
 }
 
 Tokenizer::~Tokenizer() = default;

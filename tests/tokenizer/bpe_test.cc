@@ -48,34 +48,34 @@ TEST(BpeMergeTable, FindsEveryPairAndNothingElse) {
   const BpeMergeTable table(merges, results);
   EXPECT_EQ(table.size(), merges.size());
   for (const auto& [pair, merge] : reference) {
-    const auto m = table.find(pair.first, pair.second);
-    ASSERT_TRUE(m.has_value()) << pair.first << " " << pair.second;
-    EXPECT_EQ(m->rank, merge.first);
-    EXPECT_EQ(m->result, merge.second);
+    const auto rank = table.rank(pair.first, pair.second);
+    ASSERT_TRUE(rank.has_value()) << pair.first << " " << pair.second;
+    EXPECT_EQ(*rank, merge.first);
+    EXPECT_EQ(table.result(*rank), merge.second);
     if (!reference.count({pair.second, pair.first})) {
-      EXPECT_FALSE(table.find(pair.second, pair.first).has_value());
+      EXPECT_FALSE(table.rank(pair.second, pair.first).has_value());
     }
   }
-  EXPECT_FALSE(table.find(merges[0].first, 262145 + 7).has_value());  // above every merged id
-  EXPECT_FALSE(table.find(1 << 20, merges[0].second).has_value());
-  EXPECT_FALSE(table.find(-1, merges[0].second).has_value());
-  EXPECT_FALSE(table.find(merges[0].first, -1).has_value());
+  EXPECT_FALSE(table.rank(merges[0].first, 262145 + 7).has_value());  // above every merged id
+  EXPECT_FALSE(table.rank(1 << 20, merges[0].second).has_value());
+  EXPECT_FALSE(table.rank(-1, merges[0].second).has_value());
+  EXPECT_FALSE(table.rank(merges[0].first, -1).has_value());
 }
 
 TEST(BpeMergeTable, RepeatedPairKeepsItsLastRankAndEdgeIdsFit) {
   const int32_t big = 0x7FFFFFFF;  // 31-bit ids leave 2 bits of rank: room for 2 merges
   const BpeMergeTable table({{0, big}, {0, big}}, {5, 6});
-  const auto m = table.find(0, big);
-  ASSERT_TRUE(m.has_value());
-  EXPECT_EQ(m->rank, 1);
-  EXPECT_EQ(m->result, 6);
-  EXPECT_FALSE(table.find(big, 0).has_value());
-  EXPECT_FALSE(table.find(0, 0).has_value());
+  const auto rank = table.rank(0, big);
+  ASSERT_TRUE(rank.has_value());
+  EXPECT_EQ(*rank, 1);
+  EXPECT_EQ(table.result(*rank), 6);
+  EXPECT_FALSE(table.rank(big, 0).has_value());
+  EXPECT_FALSE(table.rank(0, 0).has_value());
   EXPECT_THROW(BpeMergeTable({{0, big}, {1, big}, {2, big}}, {1, 2, 3}), std::length_error);
   EXPECT_THROW(BpeMergeTable({{0, -2}}, {1}), std::invalid_argument);
   EXPECT_THROW(BpeMergeTable({{0, 1}}, {}), std::invalid_argument);
   const BpeMergeTable empty({}, {});
-  EXPECT_FALSE(empty.find(0, 0).has_value());
+  EXPECT_FALSE(empty.rank(0, 0).has_value());
 }
 
 TEST(BpeMerge, MatchesQuadraticReferenceOnRandomTables) {
