@@ -50,8 +50,8 @@ int32_t declared_id(const GgufReader& gguf, const std::string& key, size_t vocab
 void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
                  const std::vector<int32_t>& types, TokenizerSpec& spec) {
   const std::string key = "tokenizer.ggml.merges";
+  const Vocabulary& id_of = *spec.vocabulary;
   if (const GgufValue* m = gguf.find(key)) {
-    const Vocabulary id_of(spec.tokens);
     const std::vector<std::string_view> list = m->strings(key);
     for (size_t rank = 0; rank < list.size(); ++rank) {
       // "left right": the separator is the only space (token spaces are U+2581 in SentencePiece
@@ -70,7 +70,7 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
   }
   if (scores.empty())
     throw TokenizerError(gguf.path() + ": neither tokenizer.ggml.merges nor tokenizer.ggml.scores");
-  RankedMerges derived = derive_merges_from_scores(spec.tokens, scores, types);
+  RankedMerges derived = derive_merges_from_scores(id_of, scores, types);
   spec.merges = std::move(derived.pairs);
   spec.merge_results = std::move(derived.results);
 }
@@ -100,8 +100,9 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
   const std::string tokens_key = "tokenizer.ggml.tokens";
   const GgufValue* tokens = gguf.find(tokens_key);
   if (tokens == nullptr) throw TokenizerError(gguf.path() + ": no " + tokens_key);
-  for (const std::string_view t : tokens->strings(tokens_key))
-    spec.tokens.push_back(spaces_to_marker(t));
+  const std::vector<std::string_view> texts = tokens->strings(tokens_key);
+  spec.tokens.reserve(texts.size() + 1);  // + <image_soft_token>
+  for (const std::string_view t : texts) spec.tokens.push_back(spaces_to_marker(t));
   const size_t n = spec.tokens.size();
   spec.model_vocab_size = n;
 
@@ -133,7 +134,6 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
   spec.added.assign(n, 0);
   spec.special.assign(n, 0);
   for (size_t i = 0; i < n; ++i) spec.added[i] = types[i] >= 2 && types[i] <= 5 ? 1 : 0;
-  read_merges(gguf, scores, types, spec);
   append_image_soft_token(spec);
   for (const char* key : kSpecialIdKeys) {
     if (const int32_t id = declared_id(gguf, key, n); id >= 0)
@@ -161,6 +161,12 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
     if (id >= 0 && std::find(spec.stop_ids.begin(), spec.stop_ids.end(), id) == spec.stop_ids.end())
       spec.stop_ids.push_back(id);
   }
+
+  // The texts are packed before the merges are derived over them, and the std::strings freed: the
+  // derivation's ~15 MB of candidates and merges then never sit beside them.
+  spec.vocabulary.emplace(spec.tokens);
+  std::vector<std::string>().swap(spec.tokens);
+  read_merges(gguf, scores, types, spec);
   return spec;
 }
 

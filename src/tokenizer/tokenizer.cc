@@ -78,14 +78,14 @@ bool ranks_before(const Candidate& a, const Candidate& b) {
 // Appends the candidates whose merged piece is one of tokens [begin, end) to `found`, sorted.
 // `found` has room for one per byte boundary inside those tokens, so nothing is allocated here
 // (on a helper thread, glibc would keep the freed memory in that thread's arena: +9 MB of RSS).
-void find_candidates(const std::vector<std::string>& tokens, const std::vector<float>& scores,
-                     const std::vector<int32_t>& types, float user_defined_score,
-                     const Vocabulary& id_of, size_t begin, size_t end,
-                     std::vector<Candidate>& found) {
+void find_candidates(const Vocabulary& tokens, const std::vector<float>& scores,
+                     const std::vector<int32_t>& types, float user_defined_score, size_t begin,
+                     size_t end, std::vector<Candidate>& found) {
+  const auto scored = static_cast<int32_t>(scores.size());  // later ids are not parts
   for (size_t id = begin; id < end; ++id) {
     const int32_t type = types.empty() ? 1 : types[id];
     if (type != 1 && type != 4) continue;  // only normal and user-defined pieces are merge results
-    const std::string_view text = tokens[id];
+    const std::string_view text = tokens.text(id);
     const float score = type == 4 ? user_defined_score : scores[id];
     const size_t total = count_code_points(text);
     if (total > UINT16_MAX)
@@ -98,8 +98,10 @@ void find_candidates(const std::vector<std::string>& tokens, const std::vector<f
       split += len == 0 ? 1 : len;
       ++left_len;
       if (split >= text.size()) break;
-      const int32_t left = id_of.find(text.substr(0, split));
-      if (left < 0 || id_of.find(text.substr(split)) < 0) continue;
+      const int32_t left = tokens.find(text.substr(0, split));
+      if (left < 0 || left >= scored) continue;
+      const int32_t right = tokens.find(text.substr(split));
+      if (right < 0 || right >= scored) continue;
       found.push_back({score, static_cast<int32_t>(id), left, left_len,
                        static_cast<uint16_t>(total - left_len)});
     }
@@ -109,36 +111,35 @@ void find_candidates(const std::vector<std::string>& tokens, const std::vector<f
 
 }  // namespace
 
-RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
-                                       const std::vector<float>& scores,
+RankedMerges derive_merges_from_scores(const Vocabulary& tokens, const std::vector<float>& scores,
                                        const std::vector<int32_t>& types,
                                        float user_defined_score) {
-  if (scores.size() != tokens.size() || (!types.empty() && types.size() != tokens.size()))
+  if (scores.size() > tokens.size() || (!types.empty() && types.size() != scores.size()))
     throw TokenizerError("tokenizer scores/types do not match the token count");
   for (size_t i = 0; i < scores.size(); ++i) {
     if (std::isnan(scores[i]))  // would break the sort's ordering
       throw TokenizerError("the score of token " + std::to_string(i) + " is NaN");
   }
   if (std::isnan(user_defined_score)) throw TokenizerError("the user-defined score is NaN");
-  const Vocabulary id_of(tokens);
+  const size_t scored = scores.size();
 
   // The search (~2M text lookups, most of a GGUF tokenizer's load) and the sort run in parts on
   // up to 4 threads, one range of tokens each; the sorted parts are merged in order below, so the
   // result is the same for any number of parts.
   const size_t parts =
-      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, tokens.size() < 4096 ? 1 : 4);
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, scored < 4096 ? 1 : 4);
   std::vector<std::vector<Candidate>> found(parts);
   for (size_t p = 0; p < parts; ++p) {
     size_t boundaries = 0;  // an upper bound of the part's candidates; untouched room costs no RSS
-    for (size_t id = p * tokens.size() / parts; id < (p + 1) * tokens.size() / parts; ++id)
-      boundaries += tokens[id].empty() ? 0 : tokens[id].size() - 1;
+    for (size_t id = p * scored / parts; id < (p + 1) * scored / parts; ++id)
+      boundaries += tokens.text(id).empty() ? 0 : tokens.text(id).size() - 1;
     found[p].reserve(boundaries);
   }
   std::vector<std::exception_ptr> errors(parts);
   auto search = [&](size_t p) {
     try {
-      find_candidates(tokens, scores, types, user_defined_score, id_of, p * tokens.size() / parts,
-                      (p + 1) * tokens.size() / parts, found[p]);
+      find_candidates(tokens, scores, types, user_defined_score, p * scored / parts,
+                      (p + 1) * scored / parts, found[p]);
     } catch (...) {
       errors[p] = std::current_exception();
     }
@@ -165,23 +166,29 @@ RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
         best = p;
     }
     const Candidate& c = found[best][next[best]++];
-    const std::string_view text = tokens[static_cast<size_t>(c.result)];
+    const std::string_view text = tokens.text(static_cast<size_t>(c.result));
     const size_t split = code_point_offset(text, c.left_len);
-    merges.pairs.emplace_back(c.left, id_of.find(text.substr(split)));
+    merges.pairs.emplace_back(c.left, tokens.find(text.substr(split)));
     merges.results.push_back(c.result);
   }
   return merges;
 }
 
 Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
-  {
+  if (spec_.vocabulary) {
+    if (!spec_.tokens.empty())
+      throw TokenizerError(spec_.source + ": tokenizer spec has both token texts and a vocabulary");
+    vocab_ = std::move(*spec_.vocabulary);
+    spec_.vocabulary.reset();
+  } else {
     // The token vector is freed at the end of this scope, before the merge table is built, so
     // the two never coexist at their full size (~9 MB of std::strings for Gemma 3).
     const std::vector<std::string> tokens = std::move(spec_.tokens);
     spec_.tokens.clear();
-    if (tokens.empty()) throw TokenizerError(spec_.source + ": tokenizer has an empty vocabulary");
     vocab_ = Vocabulary(tokens);
   }
+  if (vocab_.size() == 0)
+    throw TokenizerError(spec_.source + ": tokenizer has an empty vocabulary");
   const size_t n = vocab_.size();
   spec_.added.resize(n, 0);
   spec_.special.resize(n, 0);

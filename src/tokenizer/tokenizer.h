@@ -35,7 +35,10 @@ class TokenizerError : public std::runtime_error {
 struct TokenizerSpec {
   std::string source;               // where it came from, for error messages
   std::vector<std::string> tokens;  // id -> text
-  std::vector<uint8_t> added;       // id -> 1 if matched verbatim in raw text before BPE
+  // The same texts already packed by the loader (it then leaves `tokens` empty): the GGUF loader
+  // derives its merges over a Vocabulary and hands that one on instead of ~9 MB of std::strings.
+  std::optional<Vocabulary> vocabulary;
+  std::vector<uint8_t> added;  // id -> 1 if matched verbatim in raw text before BPE
   std::vector<uint8_t>
       special;  // id -> 1 if skipped by decode(skip_special) and by parse_special=false
   size_t model_vocab_size =
@@ -64,8 +67,9 @@ struct RankedMerges {
   std::vector<std::pair<int32_t, int32_t>> pairs;  // (left id, right id), rank = index
   std::vector<int32_t> results;                    // rank -> merged id
 };
-RankedMerges derive_merges_from_scores(const std::vector<std::string>& tokens,
-                                       const std::vector<float>& scores,
+// Ids from scores.size() on (added tokens appended after the scored vocabulary) are neither parts
+// nor results of merges.
+RankedMerges derive_merges_from_scores(const Vocabulary& tokens, const std::vector<float>& scores,
                                        const std::vector<int32_t>& types,
                                        float user_defined_score = 0.0f);
 

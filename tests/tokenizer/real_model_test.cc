@@ -46,11 +46,16 @@ TEST_F(RealModel, DerivedMergesEqualTokenizerJsonMerges) {
 
 TEST_F(RealModel, SameVocabularyAndFlags) {
   // <image_soft_token> is appended past the model vocab, as in tokenizer.json.
-  ASSERT_EQ(gguf_spec_->tokens.size(), 262145u);
+  // The GGUF loader hands on its texts packed (the spec's token vector is empty).
+  ASSERT_TRUE(gguf_spec_->vocabulary.has_value());
+  EXPECT_TRUE(gguf_spec_->tokens.empty());
+  const Vocabulary& gguf_texts = *gguf_spec_->vocabulary;
+  ASSERT_EQ(gguf_texts.size(), 262145u);
+  ASSERT_EQ(hf_spec_->tokens.size(), 262145u);
   EXPECT_EQ(gguf_->model_vocab_size(), 262144u);
   EXPECT_EQ(hf_->model_vocab_size(), 262144u);
-  for (size_t i = 0; i < gguf_spec_->tokens.size(); ++i) {
-    ASSERT_EQ(gguf_spec_->tokens[i], hf_spec_->tokens[i]) << i;
+  for (size_t i = 0; i < gguf_texts.size(); ++i) {
+    ASSERT_EQ(gguf_texts.text(i), hf_spec_->tokens[i]) << i;
     ASSERT_EQ(gguf_spec_->added[i], hf_spec_->added[i]) << i;
     ASSERT_EQ(gguf_spec_->special[i], hf_spec_->special[i]) << i;
   }

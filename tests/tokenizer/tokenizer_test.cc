@@ -183,6 +183,25 @@ TEST(TokenizerSpecErrors, GivenMergeResultsAreCheckedAgainstTheTexts) {
   EXPECT_THROW(Tokenizer{s}, TokenizerError);
 }
 
+TEST(TokenizerSpecErrors, PackedVocabularyStandsForTheTokens) {
+  TokenizerSpec packed = tiny_spec();
+  packed.vocabulary.emplace(packed.tokens);
+  packed.tokens.clear();
+  const Tokenizer t(packed);
+  const Tokenizer plain(tiny_spec());
+  EXPECT_EQ(t.vocab_size(), plain.vocab_size());
+  for (const char* text : {"hi", " hi", "abhi", "<start_of_turn>ab\n"})
+    EXPECT_EQ(t.encode(text), plain.encode(text)) << text;
+  EXPECT_EQ(t.token_text(kHi), "hi");
+  TokenizerSpec both = tiny_spec();
+  both.vocabulary.emplace(both.tokens);
+  EXPECT_THROW(Tokenizer{both}, TokenizerError);
+  TokenizerSpec empty = tiny_spec();
+  empty.tokens.clear();
+  empty.vocabulary.emplace(std::vector<std::string>{});
+  EXPECT_THROW(Tokenizer{empty}, TokenizerError);
+}
+
 TEST(TokenizerSpecErrors, MergeWithUnknownResultIsRejected) {
   TokenizerSpec s = tiny_spec();
   s.merges.push_back({264, 264});  // "aa" is not a token
@@ -200,7 +219,7 @@ TEST(DeriveMerges, RanksByScoreThenLongerLeftThenLongerRight) {
                                            "abc", "<ctl>", "<", "ctl>", "cc"};
   const std::vector<float> scores = {0, 0, 0, -1, -2, -0.5f, 0, 0, 0, -1000};
   const std::vector<int32_t> types = {1, 1, 1, 1, 1, 1, 3, 1, 1, 4};
-  const RankedMerges merges = derive_merges_from_scores(tokens, scores, types);
+  const RankedMerges merges = derive_merges_from_scores(Vocabulary(tokens), scores, types);
   const std::vector<std::pair<int32_t, int32_t>> expected = {
       {2, 2},  // "cc" is user-defined: score 0 ranks it first
       {3, 2},  // abc = ab + c (longer left part first)
@@ -233,7 +252,7 @@ TEST(DeriveMerges, LargeVocabularyMatchesAPlainReference) {
     if (rng() % 20 == 0) types[i] = 4;
     if (rng() % 50 == 0) types[i] = 3;
   }
-  const RankedMerges merges = derive_merges_from_scores(tokens, scores, types, -7.0f);
+  const RankedMerges merges = derive_merges_from_scores(Vocabulary(tokens), scores, types, -7.0f);
 
   std::map<std::string, int32_t> id_of;
   for (size_t i = 0; i < tokens.size(); ++i) id_of.emplace(tokens[i], static_cast<int32_t>(i));
@@ -270,7 +289,7 @@ TEST(DeriveMerges, LargeVocabularyMatchesAPlainReference) {
 TEST(DeriveMerges, NaNScoreIsRejected) {
   const std::vector<std::string> tokens = {"a", "b", "ab"};
   const std::vector<float> scores = {0, 0, std::nanf("")};
-  EXPECT_THROW(derive_merges_from_scores(tokens, scores, {}), TokenizerError);
+  EXPECT_THROW(derive_merges_from_scores(Vocabulary(tokens), scores, {}), TokenizerError);
 }
 
 }  // namespace
