@@ -1,11 +1,14 @@
-// libFuzzer target for the GGUF parser. Any input must either parse or throw GgufError; everything
-// else (crash, sanitizer report, other exception, timeout, out-of-memory) is a bug.
+// libFuzzer target for the GGUF parser and the tokenizer read from GGUF metadata. Any input must
+// either parse or throw GgufError (TokenizerError for the tokenizer); everything else (crash,
+// sanitizer report, other exception, timeout, out-of-memory) is a bug.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
 
 #include "io/gguf_reader.h"
+#include "tokenizer/loader.h"
+#include "tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
@@ -44,6 +47,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (const double v : value.numbers(key)) sum ^= static_cast<uint8_t>(v != 0.0);
       } catch (const gemmax::GgufError&) {
       }
+    }
+    // The tokenizer a GGUF carries (tokens, scores, types, merges derived from scores).
+    try {
+      const gemmax::Tokenizer tokenizer(gemmax::spec_from_gguf(reader));
+      for (const int32_t id : tokenizer.encode("fuzz <b>a b\xE2\x96\x81"
+                                               "c"))
+        sum ^= static_cast<uint8_t>(id);
+    } catch (const gemmax::TokenizerError&) {
+    } catch (const gemmax::GgufError&) {
     }
     volatile uint8_t sink = sum;
     (void)sink;
