@@ -2,7 +2,8 @@
 //  - llama.cpp's converter writes added tokens' spaces as " " (it "pre-normalizes" them); the text
 //    is matched before the normalizer, so they are turned back into U+2581 here;
 //  - control, user-defined, unknown and unused tokens are the added tokens HF matches in raw text;
-//  - without tokenizer.ggml.merges the merges are derived from scores (derive_merges_from_scores);
+//  - without tokenizer.ggml.merges the spec carries scores and types, from which the tokenizer
+//    derives its merges (derive_merges_from_scores) once the file is closed;
 //  - HF's "special" set (what skip_special drops) is not recorded in GGUF token types (<mask> and
 //    <unusedN> are control tokens yet not special; <start_of_image> is user-defined yet special),
 //    so it is the declared special ids plus Gemma's turn and image markers.
@@ -47,8 +48,8 @@ int32_t declared_id(const GgufReader& gguf, const std::string& key, size_t vocab
   return static_cast<int32_t>(*v);
 }
 
-void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
-                 const std::vector<int32_t>& types, TokenizerSpec& spec) {
+void read_merges(const GgufReader& gguf, std::vector<float> scores, std::vector<int32_t> types,
+                 TokenizerSpec& spec) {
   const std::string key = "tokenizer.ggml.merges";
   const Vocabulary& id_of = *spec.vocabulary;
   if (const GgufValue* m = gguf.find(key)) {
@@ -70,9 +71,8 @@ void read_merges(const GgufReader& gguf, const std::vector<float>& scores,
   }
   if (scores.empty())
     throw TokenizerError(gguf.path() + ": neither tokenizer.ggml.merges nor tokenizer.ggml.scores");
-  RankedMerges derived = derive_merges_from_scores(id_of, scores, types);
-  spec.merges = std::move(derived.pairs);
-  spec.merge_results = std::move(derived.results);
+  spec.scores = std::move(scores);
+  spec.token_types = std::move(types);
 }
 
 void append_image_soft_token(TokenizerSpec& spec) {
@@ -162,11 +162,11 @@ TokenizerSpec spec_from_gguf(const GgufReader& gguf) {
       spec.stop_ids.push_back(id);
   }
 
-  // The texts are packed before the merges are derived over them, and the std::strings freed: the
-  // derivation's ~15 MB of candidates and merges then never sit beside them.
+  // The texts are packed here and the std::strings freed: the derivation's ~15 MB of candidates
+  // and merges (in the tokenizer's constructor) then never sit beside them.
   spec.vocabulary.emplace(spec.tokens);
   std::vector<std::string>().swap(spec.tokens);
-  read_merges(gguf, scores, types, spec);
+  read_merges(gguf, std::move(scores), std::move(types), spec);
   return spec;
 }
 

@@ -222,6 +222,17 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   }
   added_ = std::make_unique<AddedTokenMatcher>(vocab_, spec_.added, spec_.special);
 
+  if (spec_.merges.empty() && !spec_.scores.empty()) {
+    try {
+      RankedMerges derived = derive_merges_from_scores(vocab_, spec_.scores, spec_.token_types);
+      spec_.merges = std::move(derived.pairs);
+      spec_.merge_results = std::move(derived.results);
+    } catch (const TokenizerError& e) {
+      throw TokenizerError(spec_.source + ": " + e.what());
+    }
+  }
+  std::vector<float>().swap(spec_.scores);
+  std::vector<int32_t>().swap(spec_.token_types);
   const std::vector<std::pair<int32_t, int32_t>> merges = std::move(spec_.merges);
   std::vector<int32_t> results = std::move(spec_.merge_results);
   spec_.merges.clear();

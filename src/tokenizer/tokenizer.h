@@ -44,9 +44,14 @@ struct TokenizerSpec {
   size_t model_vocab_size =
       0;  // ids below this are BPE-model vocab (single code points looked up here)
   std::vector<std::pair<int32_t, int32_t>> merges;  // (left id, right id), rank = index
-  // rank -> merged id, where the loader knows it (merges derived from scores); empty: the
-  // tokenizer looks up each merge's joined text (checked against the texts either way).
+  // rank -> merged id, where the loader knows it; empty: the tokenizer looks up each merge's
+  // joined text (checked against the texts either way).
   std::vector<int32_t> merge_results;
+  // SentencePiece-style vocabularies (GGUF without tokenizer.ggml.merges): the score and GGUF
+  // token type of each model token. With `merges` empty the tokenizer derives its merges from them
+  // (derive_merges_from_scores) when it is built, after the loader has closed the file.
+  std::vector<float> scores;
+  std::vector<int32_t> token_types;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
