@@ -202,6 +202,25 @@ TEST(TokenizerSpecErrors, PackedVocabularyStandsForTheTokens) {
   EXPECT_THROW(Tokenizer{empty}, TokenizerError);
 }
 
+TEST(TokenizerSpecErrors, ScoresStandForMergesAndTheirErrorsNameTheSource) {
+  // "a b ab": with scores instead of merges the tokenizer derives a+b -> ab itself.
+  TokenizerSpec s;
+  s.source = "scored";
+  s.tokens = {"a", "b", "ab"};
+  s.scores = {0.0f, 0.0f, -1.0f};
+  const Tokenizer t(s);
+  EXPECT_EQ(t.merge_count(), 1u);
+  EXPECT_EQ(t.encode("ab", EncodeOptions{false, true}), (Ids{2}));
+  s.scores[2] = std::nanf("");
+  try {
+    Tokenizer bad(s);
+    FAIL() << "expected an error";
+  } catch (const TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("scored: the score of token 2 is NaN"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(TokenizerSpecErrors, MergeWithUnknownResultIsRejected) {
   TokenizerSpec s = tiny_spec();
   s.merges.push_back({264, 264});  // "aa" is not a token
