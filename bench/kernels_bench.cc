@@ -99,8 +99,11 @@ void bm_attention(benchmark::State& state, KernelPath path, bool values) {
 // layers (42 MB, past the L3 as the weights make it in a real step); 1 layer: cached.
 // `head_major`: a page keeps each kv head's 16 rows together ([head][row][d]) as the KV cache does,
 // instead of whole rows ([row][head][d]), where one kv head read 512-byte slices 2 KB apart.
+// `loops`: 1 scores only, 2 values only, 3 both (a step): whether the two together cost the sum of
+// each alone, i.e. whether memory and compute overlap (compare times: bytes_per_second counts K
+// and V either way).
 void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_t layers,
-                      bool head_major) {
+                      bool head_major, int loops = 3) {
   constexpr int64_t kHd = 256, kKeys = 576, kChunk = 128, kPage = 16, kPages = kKeys / kPage;
   const int64_t page_elems = 2 * kPage * kv * kHd;
   const auto n_elems = static_cast<size_t>(layers * kPages * page_elems);
@@ -125,10 +128,12 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
             keys[j] = row(l, c + j, h, false);
             values[j] = row(l, c + j, h, true);
           }
-          attention_scores(q.data(), group, kHd, keys.data(), n, 0.0625f, scores.data(), kChunk,
-                           true);
-          attention_values(scores.data(), kChunk, group, values.data(), n, kHd, out.data(), kHd,
-                           true);
+          if (loops & 1)
+            attention_scores(q.data(), group, kHd, keys.data(), n, 0.0625f, scores.data(), kChunk,
+                             true);
+          if (loops & 2)
+            attention_values(scores.data(), kChunk, group, values.data(), n, kHd, out.data(), kHd,
+                             true);
         }
     benchmark::DoNotOptimize(out.data());
   }
@@ -201,10 +206,11 @@ void register_all() {
               ->UseRealTime();
       if (threads == 1 && path == KernelPath::kAvx2) {
         auto add = [&](const std::string& name, int64_t kv, int64_t group, int64_t layers,
-                       bool head_major) {
-          benchmark::RegisterBenchmark(
-              ("attention/" + name).c_str(),
-              [=](benchmark::State& st) { bm_attention_f16(st, kv, group, layers, head_major); })
+                       bool head_major, int loops = 3) {
+          benchmark::RegisterBenchmark(("attention/" + name).c_str(),
+                                       [=](benchmark::State& st) {
+                                         bm_attention_f16(st, kv, group, layers, head_major, loops);
+                                       })
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
         };
@@ -213,6 +219,8 @@ void register_all() {
         add("f16_4b/head_major/cached", 4, 2, 1, true);
         add("f16_270m/memory", 1, 4, 72, true);
         add("f16_270m/cached", 1, 4, 1, true);
+        add("f16_270m/scores_only/memory", 1, 4, 72, true, 1);
+        add("f16_270m/values_only/memory", 1, 4, 72, true, 2);
       }
       // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {
