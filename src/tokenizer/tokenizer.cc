@@ -54,10 +54,6 @@ size_t code_point_offset(std::string_view s, size_t count) {
   return pos;
 }
 
-}  // namespace
-
-namespace {
-
 // 16 bytes per candidate merge (Gemma 3: 514906 of them): the right part's id is found again after
 // sorting, from the merged text and the left part's length.
 struct Candidate {
@@ -132,7 +128,7 @@ RankedMerges derive_merges_from_scores(const Vocabulary& tokens, const std::vect
   for (size_t p = 0; p < parts; ++p) {
     size_t boundaries = 0;  // an upper bound of the part's candidates; untouched room costs no RSS
     for (size_t id = p * scored / parts; id < (p + 1) * scored / parts; ++id)
-      boundaries += tokens.text(id).empty() ? 0 : tokens.text(id).size() - 1;
+      boundaries += std::max<size_t>(tokens.text(id).size(), 1) - 1;
     found[p].reserve(boundaries);
   }
   std::vector<std::exception_ptr> errors(parts);
