@@ -19,6 +19,7 @@
 #include "kernels/attention_kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/thread_pool.h"
+#include "kernels/weight_repack.h"
 #include "tensor/half.h"
 #include "tensor/huge_page_buffer.h"
 
@@ -31,7 +32,15 @@ struct Shape {
 };
 
 // Random weights with finite f16 scales; generated with a cheap LCG so the 170 MB LM head is quick.
+// Q5_0x4 is random Q5_0 blocks repacked as at load.
 std::vector<std::byte> make_weights(DType t, int64_t rows, int64_t cols) {
+  if (t == DType::kQ5_0x4) {
+    const std::vector<std::byte> blocks = make_weights(DType::kQ5_0, rows, cols);
+    const TensorView w{"w", DType::kQ5_0, {rows, cols}, blocks.data(), blocks.size()};
+    std::vector<std::byte> out(repacked_bytes(w));
+    repack_weight(w, out.data(), nullptr);
+    return out;
+  }
   const DTypeLayout layout = require_layout(t);
   std::vector<std::byte> bytes(static_cast<size_t>(rows * dtype_row_bytes(t, cols)));
   uint64_t s = 0x9e3779b97f4a7c15ull;
@@ -169,9 +178,9 @@ void register_all() {
   const Shape layer_shapes[] = {{"q_proj_640x1024", 640, 1024},
                                 {"ffn_up_640x2048", 640, 2048},
                                 {"ffn_down_2048x640", 2048, 640}};
-  const DType formats[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
-                           DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
-                           DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+  const DType formats[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,  DType::kQ4_1,
+                           DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K,  DType::kQ3_K,
+                           DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ5_0x4};
   for (KernelPath path : {KernelPath::kScalar, KernelPath::kAvx2}) {
     for (int threads : {1, 2}) {
       const std::string suffix =
@@ -224,9 +233,13 @@ void register_all() {
       }
       // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {
-          {DType::kQ5_0, layer_shapes[1]}, {DType::kQ4_K, layer_shapes[2]},
-          {DType::kQ6_K, layer_shapes[2]}, {DType::kQ4_0, layer_shapes[1]},
-          {DType::kQ8_0, layer_shapes[1]}, {DType::kBF16, layer_shapes[1]},
+          {DType::kQ5_0, layer_shapes[1]},
+          {DType::kQ5_0x4, layer_shapes[1]},
+          {DType::kQ4_K, layer_shapes[2]},
+          {DType::kQ6_K, layer_shapes[2]},
+          {DType::kQ4_0, layer_shapes[1]},
+          {DType::kQ8_0, layer_shapes[1]},
+          {DType::kBF16, layer_shapes[1]},
           {DType::kBF16, layer_shapes[2]}};  // 2048-wide rows: the two-chain scheme
       for (const auto& [t, s] : prefill) {
         benchmark::RegisterBenchmark(

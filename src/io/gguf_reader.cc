@@ -440,7 +440,8 @@ TensorView make_view(const Cursor& in, std::span<const std::byte> bytes, uint64_
     throw GgufError(in.path() + ": " + field + ": " + msg);
   };
   const auto layout = dtype_layout(static_cast<DType>(info.type));
-  if (!layout) fail(what, "unsupported tensor type id " + std::to_string(info.type));
+  if (!layout || dtype_is_repacked(static_cast<DType>(info.type)))
+    fail(what, "unsupported tensor type id " + std::to_string(info.type));
   uint64_t numel = 1;
   for (uint64_t d : info.ne) {
     if (d == 0 || d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {

@@ -81,6 +81,8 @@ class GgufReader {
              GgufReadOptions options = {});
 
   const std::string& path() const { return path_; }
+  // The file mapping the tensors point into; null for in-memory images.
+  const MappedFile* mapped_file() const { return file_.get(); }
   uint32_t version() const { return version_; }
   // `general.alignment` (default 32) and the file offset where tensor data starts.
   uint64_t alignment() const { return alignment_; }

@@ -23,6 +23,12 @@ class MappedFile {
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Drops the whole pages inside [p, p + n) from the process's resident set (MADV_DONTNEED): for
+  // bytes that were copied elsewhere (repacked weights) and will not be read here again. Touched
+  // later, they are read again from the file. Ranges outside the mapping are ignored; advice
+  // only, a failure changes nothing.
+  void release_pages(const std::byte* p, size_t n) const;
+
  private:
   void release() noexcept;
 

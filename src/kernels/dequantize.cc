@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/quant_blocks.h"
+#include "kernels/weight_repack.h"
 #include "tensor/half.h"
 
 namespace gemmax {
@@ -151,6 +152,13 @@ void dequant_block_q6_k(const uint8_t* b, float* y) {
   }
 }
 
+// A Q5_0x4 quad (128 elements): its four Q5_0 blocks restored, then decoded as stored.
+void dequant_quad_q5_0(const uint8_t* b, float* y) {
+  uint8_t blocks[4 * q5_0::kBytes];
+  deinterleave_quad_q5_0(b, blocks);
+  for (int m = 0; m < 4; ++m) dequant_block_q5_0(blocks + m * q5_0::kBytes, y + m * kQK);
+}
+
 }  // namespace quant
 
 namespace {
@@ -179,6 +187,8 @@ BlockFn block_decoder(DType t) {
       return quant::dequant_block_q5_k;
     case DType::kQ6_K:
       return quant::dequant_block_q6_k;
+    case DType::kQ5_0x4:
+      return quant::dequant_quad_q5_0;
     default:
       return nullptr;
   }

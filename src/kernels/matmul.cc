@@ -42,6 +42,7 @@ bool format_supported(DType t) {
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ6_K:
+    case DType::kQ5_0x4:
       return true;
     default:
       return false;

@@ -389,7 +389,7 @@ GEMMAX_AVX2 inline void load_nibble_quad(const uint8_t* const qs[4], __m256i* q)
 
 struct Q4_0 {
   static constexpr int kBytes = q4_0::kBytes, kD = q4_0::kD, kOffsetShift = 1;
-  static constexpr bool kSigned = false;
+  static constexpr bool kSigned = false, kInterleaved = false;
   GEMMAX_AVX2 static void load(const uint8_t* const b[4], int /*n*/, __m256i* q) {
     const uint8_t* qs[4] = {b[0] + q4_0::kQs, b[1] + q4_0::kQs, b[2] + q4_0::kQs, b[3] + q4_0::kQs};
     load_nibble_quad(qs, q);
@@ -397,7 +397,7 @@ struct Q4_0 {
 };
 struct Q5_0 {
   static constexpr int kBytes = q5_0::kBytes, kD = q5_0::kD, kOffsetShift = 0;
-  static constexpr bool kSigned = false;
+  static constexpr bool kSigned = false, kInterleaved = false;
   GEMMAX_AVX2 static void load(const uint8_t* const b[4], int n, __m256i* q) {
     const uint8_t* qs[4] = {b[0] + q5_0::kQs, b[1] + q5_0::kQs, b[2] + q5_0::kQs, b[3] + q5_0::kQs};
     load_nibble_quad(qs, q);
@@ -433,11 +433,38 @@ struct Q5_0 {
   }
 };
 
+// Q5_0x4 (the repacked Q5_0, layout in quant_blocks.h): b[0] is the quad, whose 88 bytes the tile
+// loop steps over as four 22-byte blocks. Nibbles: two 32-byte loads already in the A8Quad order.
+// Fifth bits: one 16-byte load in both halves, the high half shifted to bring blocks 2 and 3's
+// bits (bits 4-7 of each byte) down to bits 0-3; bit j of byte p is then group j's fifth bit of
+// lane p, moved to bit 4 by a 16-bit shift (bit 4 of each byte comes from bit j of the same byte)
+// and masked.
+struct Q5_0x4 {
+  static constexpr int kBytes = q5_0x4::kBytes / 4, kD = q5_0x4::kD, kOffsetShift = 0;
+  static constexpr bool kSigned = false, kInterleaved = true;
+  GEMMAX_AVX2 static void load(const uint8_t* const b[4], int /*n*/, __m256i* q) {
+    const uint8_t* qs = b[0] + q5_0x4::kQs;
+    const __m256i first = loadu(qs), second = loadu(qs + 32), low4 = _mm256_set1_epi8(0x0f);
+    q[0] = _mm256_and_si256(first, low4);
+    q[1] = _mm256_and_si256(second, low4);
+    q[2] = _mm256_and_si256(_mm256_srli_epi16(first, 4), low4);
+    q[3] = _mm256_and_si256(_mm256_srli_epi16(second, 4), low4);
+    const __m256i v = _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                            reinterpret_cast<const __m128i*>(b[0] + q5_0x4::kQh))),
+                                        _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    q[0] = _mm256_or_si256(q[0], _mm256_and_si256(_mm256_slli_epi16(v, 4), bit4));
+    q[1] = _mm256_or_si256(q[1], _mm256_and_si256(_mm256_slli_epi16(v, 3), bit4));
+    q[2] = _mm256_or_si256(q[2], _mm256_and_si256(_mm256_slli_epi16(v, 2), bit4));
+    q[3] = _mm256_or_si256(q[3], _mm256_and_si256(_mm256_slli_epi16(v, 1), bit4));
+  }
+};
+
 // Q8_0 in the quad order: each block's 32 bytes are four 8-byte groups; q[j] gathers group j of
 // the four blocks (a 4x4 transpose of 64-bit lanes). Signed: the kernel uses the sign trick.
 struct Q8_0 {
   static constexpr int kBytes = q8_0::kBytes, kD = q8_0::kD, kOffsetShift = 0;
-  static constexpr bool kSigned = true;
+  static constexpr bool kSigned = true, kInterleaved = false;
   GEMMAX_AVX2 static void load(const uint8_t* const b[4], int /*n*/, __m256i* q) {
     const __m256i a0 = loadu(b[0] + q8_0::kQs), a1 = loadu(b[1] + q8_0::kQs);
     const __m256i a2 = loadu(b[2] + q8_0::kQs), a3 = loadu(b[3] + q8_0::kQs);
@@ -462,10 +489,15 @@ GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_
   F::load(b, n, q);
   // The four f16 scales converted at once, block m's in lanes 2m and 2m + 1 (0 when missing). They
   // are gathered in a general-purpose register: the vector ports are what a GEMV runs out of.
-  uint64_t h = 0;
-  for (int m = 0; m < 4; ++m)
-    if (m < n) h |= static_cast<uint64_t>(load_u16(b[m] + F::kD)) << (16 * m);
-  const __m128 d4 = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(h)));
+  __m128 d4;
+  if constexpr (F::kInterleaved) {  // the four scales side by side (quads are always whole)
+    d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[0] + F::kD)));
+  } else {
+    uint64_t h = 0;
+    for (int m = 0; m < 4; ++m)
+      if (m < n) h |= static_cast<uint64_t>(load_u16(b[m] + F::kD)) << (16 * m);
+    d4 = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(h)));
+  }
   const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4),
                                              _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
   const __m256i ones = _mm256_set1_epi16(1);
@@ -796,6 +828,9 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows) {
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
       return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q8_0, 1>, tile_quads<Q8_0, 8>>();
+    case DType::kQ5_0x4:
+      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q5_0x4, 1>,
+                              tile_quads<Q5_0x4, 8>>();
     case DType::kQ4_K:
       return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<false, 1>, tile_q45_k<false, 8>>();
     case DType::kQ5_K:

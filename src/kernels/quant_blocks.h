@@ -52,6 +52,21 @@ namespace q6_k {  // 128 bytes low nibbles | 64 bytes 2-bit highs | 16 x int8 sc
 constexpr int kQl = 0, kQh = 128, kScales = 192, kD = 208, kBytes = 210;
 }
 
+// Q5_0x4, the repacked Q5_0 (kernels/weight_repack.h): four consecutive blocks of a row (128
+// elements, blocks m = 0..3) in one "quad", in the order the AVX2 kernels consume them (A8Quad's
+// lanes: 8 bytes per block, block m in bytes 8m..8m+7 of each 32-byte group):
+//   qs[8m + i]      (i < 8): block m's nibble byte i     (low: element i,     high: element 16 + i)
+//   qs[32 + 8m + i] (i < 8): block m's nibble byte 8 + i (low: element 8 + i, high: element 24 + i)
+//   qh[p] (p < 16): bit j (j < 4) = fifth bit of element 8j + p % 8 of block p / 8, bit 4 + j =
+//       the same of block 2 + p / 8 (one 16-byte load, shifted, gives every fifth bit)
+//   d[m]: block m's f16 scale.
+// Same values, same 22 bytes per 32 elements as the stored blocks: one 32-byte load holds the
+// nibbles that four scattered 8-byte loads and two unpacks gathered, and the fifth bits take three
+// operations per 32 elements instead of five plus the gathering.
+namespace q5_0x4 {
+constexpr int kQs = 0, kQh = 64, kD = 80, kBytes = 88;
+}
+
 inline float load_f16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, sizeof h);

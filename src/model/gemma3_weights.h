@@ -1,6 +1,7 @@
 // Gemma3Weights: views of every tensor the forward pass reads, checked against the config, plus the
 // small norm vectors already turned into their f32 multipliers (1 + w). Large tensors stay in the
-// checkpoint's mapping in their stored format; nothing large is copied.
+// checkpoint's mapping in their stored format, except Q4_0 / Q5_0 matmul weights on the AVX2 path,
+// which are repacked once at load (kernels/weight_repack.h) and whose file pages are then dropped.
 #pragma once
 
 #include <memory>
@@ -33,8 +34,10 @@ struct Gemma3Weights {
 // A loaded checkpoint: the mapped files, the config they describe and the weight views into them.
 class Gemma3Checkpoint {
  public:
-  // `path`: a HF directory (config.json + safetensors), a .gguf file.
-  static std::unique_ptr<Gemma3Checkpoint> open(const std::string& path);
+  // `path`: a HF directory (config.json + safetensors), a .gguf file. `repack`: regroup Q4_0 /
+  // Q5_0 matmul weights for the AVX2 kernels when that is the kernel path (false keeps every
+  // weight in the file's layout; the products are bit-identical either way).
+  static std::unique_ptr<Gemma3Checkpoint> open(const std::string& path, bool repack = true);
   ~Gemma3Checkpoint();
 
   const Gemma3Config& config() const { return config_; }
@@ -45,17 +48,22 @@ class Gemma3Checkpoint {
   const GgufReader* gguf() const { return gguf_.get(); }
   // Every tensor of the checkpoint with its stored format, for `gemmax info`.
   std::vector<TensorView> tensor_list() const;
+  // How many weights were repacked at load (0 on the scalar kernel path or without Q4_0 / Q5_0).
+  size_t repacked_count() const { return repacked_count_; }
 
  private:
   Gemma3Checkpoint() = default;
-  void load_gguf(const std::string& path);
+  void load_gguf(const std::string& path, bool repack);
   void load_safetensors(const std::string& dir);
+  void repack_weights();
 
   std::string path_;
   std::unique_ptr<GgufReader> gguf_;
   std::unique_ptr<SafetensorsReader> safetensors_;
   Gemma3Config config_;
   Gemma3Weights weights_;
+  std::unique_ptr<std::byte[]> repacked_;  // what repacked views point into, one arena for all
+  size_t repacked_count_ = 0;
 };
 
 }  // namespace gemmax

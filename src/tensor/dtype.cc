@@ -37,6 +37,8 @@ std::optional<DTypeLayout> dtype_layout(DType t) {
       return DTypeLayout{"Q6_K", 256, 210};
     case DType::kQ8_K:
       return DTypeLayout{"Q8_K", 256, 292};
+    case DType::kQ5_0x4:
+      return DTypeLayout{"Q5_0x4", 128, 88};
   }
   return std::nullopt;
 }
@@ -68,5 +70,7 @@ int64_t dtype_row_bytes(DType t, int64_t n_elements) {
 bool dtype_is_quantized(DType t) {
   return t != DType::kF32 && t != DType::kF16 && t != DType::kBF16;
 }
+
+bool dtype_is_repacked(DType t) { return t == DType::kQ5_0x4; }
 
 }  // namespace gemmax

@@ -25,6 +25,10 @@ enum class DType : uint32_t {
   kQ6_K = 14,
   kQ8_K = 15,
   kBF16 = 30,
+  // Made by gemmax at load time (kernels/weight_repack.h), never read from a file: Q5_0 rows with
+  // their blocks regrouped four at a time in the order the AVX2 kernels consume them. An id
+  // outside GGML's range; the GGUF reader rejects it (dtype_is_repacked).
+  kQ5_0x4 = 0x10006,
 };
 
 // How a format packs elements: `block_size` elements take `block_bytes` bytes.
@@ -47,5 +51,9 @@ int64_t dtype_row_bytes(DType t, int64_t n_elements);
 
 // True for the block-quantized formats (everything but F32/F16/BF16).
 bool dtype_is_quantized(DType t);
+
+// True for the formats gemmax makes at load time (kQ5_0x4): a file that declares one is
+// malformed.
+bool dtype_is_repacked(DType t);
 
 }  // namespace gemmax

@@ -225,6 +225,8 @@ TEST_F(GgufCorruption, TensorInfoFields) {
        {"'f32'", "outside the file"});
   edit([&](Bytes& b) { put_u32(b, f32 + 4 + 16, 99); }, {"'f32'", "type id 99"});
   edit([&](Bytes& b) { put_u32(b, f32 + 4 + 16, 4); }, {"'f32'", "type id 4"});  // removed Q4_2
+  // gemmax's own load-time layouts (Q5_0x4) are never valid in a file.
+  edit([&](Bytes& b) { put_u32(b, f32 + 4 + 16, 0x10006); }, {"'f32'", "type id 65542"});
   edit([&](Bytes& b) { put_u32(b, f32 + 4 + 16, 8); }, {"'f32'", "multiple of 32"});
   edit([&](Bytes& b) { put_u64(b, q4k + 4 + 16 + 4, uint64_t{1} << 63); }, {"'q4_k'", "outside"});
   edit([&](Bytes& b) { put_u64(b, q4k + 4 + 16 + 4, ~uint64_t{0} - 31); }, {"'q4_k'", "outside"});

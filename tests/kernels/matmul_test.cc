@@ -45,6 +45,8 @@ std::vector<int> scale_fields(DType t) {
       return {0, 2};
     case DType::kQ6_K:
       return {208};
+    case DType::kQ5_0x4:
+      return {80, 82, 84, 86};
     default:
       return {};
   }
@@ -241,7 +243,7 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
                                            DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
                                            DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
-                                           DType::kQ6_K),
+                                           DType::kQ6_K, DType::kQ5_0x4),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // q/k/v and gate/up go through matmul_fused: formats with different activation layouts (f32,

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "golden_util.h"
 #include "kernels/matmul.h"
@@ -154,6 +155,45 @@ TEST_F(RealModel, FastKernelsStayNearExactLogits) {
     // layers. llama.cpp vs exact: up to 1.97 here. A broken kernel moves it by tens.
     EXPECT_LT(a.max_abs_diff, 4.5) << p["name"];
   }
+}
+
+// On the AVX2 path the file's 81 Q5_0 weights (every 640- and 1024-wide matmul row; Q4_K needs
+// 256-element rows) are repacked at load, and the logits are those of the stored layout bit for
+// bit: a prompt in two prefill chunks, then decode steps.
+TEST_F(RealModel, RepackedWeightsGiveTheStoredLayoutsLogitsBitForBit) {
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  set_kernel_path(KernelPath::kAvx2);
+  const auto repacked = Gemma3Checkpoint::open(resolve_model_path(""));
+  const auto stored = Gemma3Checkpoint::open(resolve_model_path(""), /*repack=*/false);
+  EXPECT_EQ(repacked->repacked_count(), 81u);
+  EXPECT_EQ(repacked->weights().layers[0].q_proj.dtype, DType::kQ5_0x4);
+  EXPECT_EQ(stored->repacked_count(), 0u);
+  EXPECT_EQ(stored->weights().layers[0].q_proj.dtype, DType::kQ5_0);
+  const auto ids = (*llama_)["prompts"][0]["ids"].get<std::vector<int32_t>>();
+  ASSERT_GE(ids.size(), 8u);
+  std::vector<std::vector<float>> logits[2];
+  const Gemma3Checkpoint* ckpts[2] = {repacked.get(), stored.get()};
+  for (int c = 0; c < 2; ++c) {
+    Gemma3Model model(ckpts[c]->config(), ckpts[c]->weights(), 2);
+    PagedKVCache cache(model.kv_params(), 64);
+    const SeqId seq = cache.add_sequence();
+    const size_t half = ids.size() / 2;
+    std::vector<std::vector<int32_t>> steps = {
+        {ids.begin(), ids.begin() + half}, {ids.begin() + half, ids.end()}, {2}, {3}, {4}};
+    for (const auto& step : steps) {
+      Gemma3Inputs in;
+      in.add_row(seq, step);
+      in.return_logits = ReturnLogits::kAll;
+      const Gemma3Outputs out = model.execute(in, cache);
+      for (int64_t i = 0; i < out.num_logit_rows(); ++i)
+        logits[c].emplace_back(out.row(i), out.row(i) + out.vocab_size);
+    }
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t i = 0; i < logits[0].size(); ++i)
+    ASSERT_EQ(0, std::memcmp(logits[0][i].data(), logits[1][i].data(),
+                             logits[0][i].size() * sizeof(float)))
+        << "logit row " << i;
 }
 
 // Against llama.cpp: both engines are ~1e-2 (mean KL) from the exact distribution in different
