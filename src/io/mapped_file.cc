@@ -90,11 +90,11 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 }
 
 void MappedFile::release_pages(const std::byte* p, size_t n) const {
-  if (data_ == nullptr || p < data_ || n > size_ || p - data_ > static_cast<ptrdiff_t>(size_ - n))
-    return;
+  const auto begin = reinterpret_cast<uintptr_t>(data_), at = reinterpret_cast<uintptr_t>(p);
+  if (data_ == nullptr || at < begin || n > size_ || at - begin > size_ - n) return;
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t first = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  const uintptr_t last = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  const uintptr_t first = (at + page - 1) & ~(page - 1);
+  const uintptr_t last = (at + n) & ~(page - 1);
   if (last <= first) return;
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_NOHUGEPAGE);
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);

@@ -3,11 +3,13 @@
 // bit-identical, but a GEMV unpacks a quad of blocks with about half the vector operations
 // (kernels_bench gemv/Q5_0 vs Q5_0x4, one thread: 8.9-12.9 -> 16.2-19.2 GB/s; Q5_0 was
 // compute-bound at two threads). Q5_0 is what llama.cpp's K mixes store for rows that are not a
-// multiple of 256 (the 270M's and 1B's hidden sizes). Q4_0 gains less (13.5-16.8 -> 14.0-20.0 GB/s)
-// than the copy costs on a Q4_0 file (every weight: 4B load 0.4 -> 4.6 s, the time going to
-// zeroing the fresh pages), so it is used as stored, like Q8_0, the K formats and the floats.
+// multiple of 256 (the 270M's and 1B's hidden sizes). Q4_0 was tried too and gains less (gemv 1
+// thread 13.5-16.8 -> 14.0-20.0 GB/s) while on a Q4_0 file the copy is every weight (4B: 2.2 GB,
+// load 0.4 -> 4.6 s on huge pages; ordinary pages fault in at ~1.3-1.7 GB/s on this VM, so still
+// over a second), so it is used as stored, like Q8_0, the K formats and the floats.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 

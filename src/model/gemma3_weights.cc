@@ -1,6 +1,8 @@
 #include "model/gemma3_weights.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 
 #include "io/gguf_reader.h"

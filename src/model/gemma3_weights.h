@@ -1,7 +1,7 @@
 // Gemma3Weights: views of every tensor the forward pass reads, checked against the config, plus the
 // small norm vectors already turned into their f32 multipliers (1 + w). Large tensors stay in the
-// checkpoint's mapping in their stored format, except Q4_0 / Q5_0 matmul weights on the AVX2 path,
-// which are repacked once at load (kernels/weight_repack.h) and whose file pages are then dropped.
+// checkpoint's mapping in their stored format, except Q5_0 matmul weights on the AVX2 path, which
+// are repacked once at load (kernels/weight_repack.h) and whose file pages are then dropped.
 #pragma once
 
 #include <memory>
@@ -34,9 +34,9 @@ struct Gemma3Weights {
 // A loaded checkpoint: the mapped files, the config they describe and the weight views into them.
 class Gemma3Checkpoint {
  public:
-  // `path`: a HF directory (config.json + safetensors), a .gguf file. `repack`: regroup Q4_0 /
-  // Q5_0 matmul weights for the AVX2 kernels when that is the kernel path (false keeps every
-  // weight in the file's layout; the products are bit-identical either way).
+  // `path`: a HF directory (config.json + safetensors), a .gguf file. `repack`: regroup Q5_0
+  // matmul weights for the AVX2 kernels when that is the kernel path (false keeps every weight in
+  // the file's layout; the products are bit-identical either way).
   static std::unique_ptr<Gemma3Checkpoint> open(const std::string& path, bool repack = true);
   ~Gemma3Checkpoint();
 
@@ -48,7 +48,7 @@ class Gemma3Checkpoint {
   const GgufReader* gguf() const { return gguf_.get(); }
   // Every tensor of the checkpoint with its stored format, for `gemmax info`.
   std::vector<TensorView> tensor_list() const;
-  // How many weights were repacked at load (0 on the scalar kernel path or without Q4_0 / Q5_0).
+  // How many weights were repacked at load (0 on the scalar kernel path or without Q5_0).
   size_t repacked_count() const { return repacked_count_; }
 
  private:
