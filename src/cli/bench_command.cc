@@ -121,27 +121,33 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
 }
 
 // --profile: the decode steps' time per phase (per token), the matmul phases' weight bytes and
-// rate, and the time outside the weight-streaming matmuls.
+// attention's K/V bytes with their rates, the time outside the weight-streaming matmuls, and what
+// of it the K/V bytes do not explain at the matmuls' rate (the fixed per-token cost).
 nlohmann::json profile_json(const StepProfile& p) {
   nlohmann::json phases = nlohmann::json::object();
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
     phases[StepProfile::name(phase)] = {
         {"seconds_per_token", p.seconds_per_step(phase)},
-        {"weight_bytes_per_token", static_cast<int64_t>(p.weight_bytes_per_step(phase))}};
+        {"bytes_read_per_token", static_cast<int64_t>(p.bytes_per_step(phase))}};
   }
   return {{"steps", p.steps},
           {"seconds_per_token", p.total_seconds() / static_cast<double>(p.steps)},
           {"outside_matmuls_seconds_per_token", p.outside_matmuls_seconds_per_step()},
+          {"matmul_bytes_per_second", p.matmul_bytes_per_second()},
+          {"fixed_seconds_per_token", p.fixed_seconds_per_step()},
           {"phases", phases}};
 }
 
 void print_profile(const StepProfile& p) {
   const double total = p.total_seconds() / static_cast<double>(p.steps);
-  fmt::print("decode profile ({} steps; ms per token, share, weights read, rate):\n", p.steps);
+  fmt::print(
+      "decode profile ({} steps; ms per token, share, bytes read (weights; K/V for "
+      "attention), rate):\n",
+      p.steps);
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
-    const double sec = p.seconds_per_step(phase), bytes = p.weight_bytes_per_step(phase);
+    const double sec = p.seconds_per_step(phase), bytes = p.bytes_per_step(phase);
     fmt::print("  {:<13} {:8.3f} ms {:5.1f}%", StepProfile::name(phase), sec * 1e3,
                100 * sec / total);
     if (bytes > 0) fmt::print("  {:8.1f} MB  {:5.1f} GB/s", bytes / 1e6, bytes / sec / 1e9);
@@ -149,6 +155,10 @@ void print_profile(const StepProfile& p) {
   }
   fmt::print("  total         {:8.3f} ms; outside the matmuls {:.3f} ms per token\n", total * 1e3,
              p.outside_matmuls_seconds_per_step() * 1e3);
+  fmt::print(
+      "  fixed         {:8.3f} ms per token: outside the matmuls less the K/V reads at the "
+      "matmuls' {:.1f} GB/s\n",
+      p.fixed_seconds_per_step() * 1e3, p.matmul_bytes_per_second() / 1e9);
 }
 
 // ---- memory bandwidth probe ----

@@ -151,6 +151,18 @@ int64_t Gemma3Model::bytes_of(std::initializer_list<const TensorView*> tensors) 
   return total;
 }
 
+// Bytes of cached K and V one layer's attention reads (for the step profile): both rows of every
+// kv head for every key each token sees.
+int64_t Gemma3Model::kv_bytes_read(int layer, const std::vector<int64_t>& pos,
+                                   const PagedKVCache& cache) const {
+  if (profile_ == nullptr) return 0;
+  int64_t keys = 0;
+  for (int64_t p : pos) keys += p + 1 - key_begin(layer, p);
+  const int64_t row =
+      config_.num_key_value_heads * dtype_row_bytes(cache.params().dtype, config_.head_dim);
+  return 2 * keys * row;
+}
+
 // x = embed_tokens[token] * sqrt(hidden_size)
 void Gemma3Model::embed(const std::vector<int32_t>& tokens) {
   const int64_t h = config_.hidden_size;
@@ -211,7 +223,7 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
 
   clock_.lap(StepPhase::kKvStore);
   attend(layer, in, pos, cache);
-  clock_.lap(StepPhase::kAttention);
+  clock_.lap(StepPhase::kAttention, kv_bytes_read(layer, pos, cache));
   matmul(s_.attn.data(), n, w.o_proj, s_.h.data(), &pool_);
   clock_.lap(StepPhase::kOutProj, bytes_of({&w.o_proj}));
   add_normed_rows(s_.x.data(), s_.h.data(), w.post_attention_norm, n, h, eps, pool_);

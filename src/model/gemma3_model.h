@@ -67,6 +67,8 @@ class Gemma3Model {
   static int64_t chunk_start(int64_t n_keys, int64_t chunks, int64_t c);
   Gemma3Outputs logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos);
   int64_t bytes_of(std::initializer_list<const TensorView*> tensors) const;
+  int64_t kv_bytes_read(int layer, const std::vector<int64_t>& pos,
+                        const PagedKVCache& cache) const;
 
   Gemma3Config config_;
   const Gemma3Weights& weights_;

@@ -1,5 +1,7 @@
 #include "model/step_profile.h"
 
+#include <algorithm>
+
 namespace gemmax {
 
 const char* StepProfile::name(StepPhase phase) {
@@ -47,8 +49,8 @@ double StepProfile::seconds_per_step(StepPhase phase) const {
   return steps > 0 ? seconds[static_cast<size_t>(phase)] / static_cast<double>(steps) : 0.0;
 }
 
-double StepProfile::weight_bytes_per_step(StepPhase phase) const {
-  return steps > 0 ? static_cast<double>(weight_bytes[static_cast<size_t>(phase)]) /
+double StepProfile::bytes_per_step(StepPhase phase) const {
+  return steps > 0 ? static_cast<double>(bytes_read[static_cast<size_t>(phase)]) /
                          static_cast<double>(steps)
                    : 0.0;
 }
@@ -62,6 +64,22 @@ double StepProfile::outside_matmuls_seconds_per_step() const {
   return total;
 }
 
+double StepProfile::matmul_bytes_per_second() const {
+  double bytes = 0, sec = 0;
+  for (int i = 0; i < kPhases; ++i)
+    if (is_matmul(static_cast<StepPhase>(i))) {
+      bytes += static_cast<double>(bytes_read[static_cast<size_t>(i)]);
+      sec += seconds[static_cast<size_t>(i)];
+    }
+  return sec > 0 ? bytes / sec : 0.0;
+}
+
+double StepProfile::fixed_seconds_per_step() const {
+  const double rate = matmul_bytes_per_second();
+  const double kv = rate > 0 ? bytes_per_step(StepPhase::kAttention) / rate : 0.0;
+  return std::max(0.0, outside_matmuls_seconds_per_step() - kv);
+}
+
 PhaseClock::PhaseClock(StepProfile* profile)
     : profile_(profile),
       last_(profile != nullptr ? std::chrono::steady_clock::now()
@@ -69,11 +87,11 @@ PhaseClock::PhaseClock(StepProfile* profile)
   if (profile_ != nullptr) ++profile_->steps;
 }
 
-void PhaseClock::record(StepPhase phase, int64_t weight_bytes) {
+void PhaseClock::record(StepPhase phase, int64_t bytes_read) {
   const auto now = std::chrono::steady_clock::now();
   const auto i = static_cast<size_t>(phase);
   profile_->seconds[i] += std::chrono::duration<double>(now - last_).count();
-  profile_->weight_bytes[i] += weight_bytes;
+  profile_->bytes_read[i] += bytes_read;
   last_ = now;
 }
 

@@ -1,7 +1,8 @@
 // Where a model step's wall time goes, phase by phase, summed over the steps it watched
 // (Gemma3Model::set_profile, `gemmax bench --profile`). The matmul phases also count the weight
-// bytes they read, so a report can set their rate against the memory bandwidth and show the time
-// spent outside the weight reads: the fixed per-token cost issue #5 asks about.
+// bytes they read and attention the cached K/V bytes, so a report can set their rates against the
+// memory bandwidth and show the time that is not explained by bytes: the fixed per-token cost
+// issue #5 asks about (the intercept of time per token against weight + K/V bytes).
 #pragma once
 
 #include <array>
@@ -28,7 +29,9 @@ enum class StepPhase : int {
 struct StepProfile {
   static constexpr int kPhases = static_cast<int>(StepPhase::kCount);
   std::array<double, kPhases> seconds{};
-  std::array<int64_t, kPhases> weight_bytes{};  // bytes of weights the phase's matmuls read
+  // Bytes the phase read: of weights for the matmul phases, of cached K and V rows for attention
+  // (every visible key of every token, as the kernels read them), 0 for the others.
+  std::array<int64_t, kPhases> bytes_read{};
   int64_t steps = 0;
 
   static const char* name(StepPhase phase);
@@ -36,8 +39,13 @@ struct StepProfile {
   double total_seconds() const;
   // Means per watched step.
   double seconds_per_step(StepPhase phase) const;
-  double weight_bytes_per_step(StepPhase phase) const;
+  double bytes_per_step(StepPhase phase) const;
   double outside_matmuls_seconds_per_step() const;  // every phase but the matmuls
+  // The matmul phases' weight bytes over their time: the step's weight-streaming rate.
+  double matmul_bytes_per_second() const;
+  // Time outside the matmuls less the K/V reads at the matmuls' rate (not below 0): what does not
+  // scale with bytes read.
+  double fixed_seconds_per_step() const;
 };
 
 // Adds the time since the previous lap (or construction) to a phase. Without a profile it reads no
@@ -46,12 +54,12 @@ class PhaseClock {
  public:
   PhaseClock() = default;
   explicit PhaseClock(StepProfile* profile);
-  void lap(StepPhase phase, int64_t weight_bytes = 0) {
-    if (profile_ != nullptr) record(phase, weight_bytes);
+  void lap(StepPhase phase, int64_t bytes_read = 0) {
+    if (profile_ != nullptr) record(phase, bytes_read);
   }
 
  private:
-  void record(StepPhase phase, int64_t weight_bytes);
+  void record(StepPhase phase, int64_t bytes_read);
   StepProfile* profile_ = nullptr;
   std::chrono::steady_clock::time_point last_{};
 };

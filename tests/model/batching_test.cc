@@ -210,16 +210,26 @@ TEST_F(ModelStep, ProfileTimesEveryPhaseAndCountsWeightBytes) {
     down += bytes(l.down_proj);
   }
   auto at = [&](StepPhase p) { return static_cast<size_t>(p); };
-  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kQkv)], 2 * qkv);
-  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kOutProj)], 2 * o);
-  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kGateUp)], 2 * gate_up);
-  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kDown)], 2 * down);
-  EXPECT_EQ(profile.weight_bytes[at(StepPhase::kLmHead)], 2 * bytes(w.lm_head));
+  EXPECT_EQ(profile.bytes_read[at(StepPhase::kQkv)], 2 * qkv);
+  EXPECT_EQ(profile.bytes_read[at(StepPhase::kOutProj)], 2 * o);
+  EXPECT_EQ(profile.bytes_read[at(StepPhase::kGateUp)], 2 * gate_up);
+  EXPECT_EQ(profile.bytes_read[at(StepPhase::kDown)], 2 * down);
+  EXPECT_EQ(profile.bytes_read[at(StepPhase::kLmHead)], 2 * bytes(w.lm_head));
+  // Attention: the K and V rows of every visible key, per layer, of the 5 prompt tokens and the
+  // step (positions 0-5), windowed on sliding layers.
+  const Gemma3Config& c = ckpt_->config();
+  const int64_t row =
+      c.num_key_value_heads * c.head_dim * dtype_row_bytes(cache_->params().dtype, 1);
+  int64_t keys = 0;
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer)
+    for (int64_t p = 0; p <= 5; ++p)
+      keys += c.layer_is_sliding[layer] ? std::min<int64_t>(p + 1, c.sliding_window) : p + 1;
+  EXPECT_EQ(profile.bytes_read[at(StepPhase::kAttention)], 2 * keys * row);
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
     EXPECT_GT(profile.seconds[i], 0.0) << StepProfile::name(phase);
-    if (!StepProfile::is_matmul(phase)) {
-      EXPECT_EQ(profile.weight_bytes[i], 0) << StepProfile::name(phase);
+    if (!StepProfile::is_matmul(phase) && phase != StepPhase::kAttention) {
+      EXPECT_EQ(profile.bytes_read[i], 0) << StepProfile::name(phase);
     }
   }
   EXPECT_GT(profile.total_seconds(), profile.seconds[at(StepPhase::kLmHead)]);
