@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "golden_util.h"
 #include "kernels/matmul.h"
@@ -171,29 +170,17 @@ TEST_F(RealModel, RepackedWeightsGiveTheStoredLayoutsLogitsBitForBit) {
   EXPECT_EQ(stored->weights().layers[0].q_proj.dtype, DType::kQ5_0);
   const auto ids = (*llama_)["prompts"][0]["ids"].get<std::vector<int32_t>>();
   ASSERT_GE(ids.size(), 8u);
+  const size_t half = ids.size() / 2;
+  const std::vector<std::vector<int32_t>> steps = {
+      {ids.begin(), ids.begin() + half}, {ids.begin() + half, ids.end()}, {2}, {3}, {4}};
   std::vector<std::vector<float>> logits[2];
   const Gemma3Checkpoint* ckpts[2] = {repacked.get(), stored.get()};
   for (int c = 0; c < 2; ++c) {
     Gemma3Model model(ckpts[c]->config(), ckpts[c]->weights(), 2);
     PagedKVCache cache(model.kv_params(), 64);
-    const SeqId seq = cache.add_sequence();
-    const size_t half = ids.size() / 2;
-    std::vector<std::vector<int32_t>> steps = {
-        {ids.begin(), ids.begin() + half}, {ids.begin() + half, ids.end()}, {2}, {3}, {4}};
-    for (const auto& step : steps) {
-      Gemma3Inputs in;
-      in.add_row(seq, step);
-      in.return_logits = ReturnLogits::kAll;
-      const Gemma3Outputs out = model.execute(in, cache);
-      for (int64_t i = 0; i < out.num_logit_rows(); ++i)
-        logits[c].emplace_back(out.row(i), out.row(i) + out.vocab_size);
-    }
+    logits[c] = testing::step_logits(model, cache, cache.add_sequence(), steps);
   }
-  ASSERT_EQ(logits[0].size(), logits[1].size());
-  for (size_t i = 0; i < logits[0].size(); ++i)
-    ASSERT_EQ(0, std::memcmp(logits[0][i].data(), logits[1][i].data(),
-                             logits[0][i].size() * sizeof(float)))
-        << "logit row " << i;
+  EXPECT_TRUE(testing::same_bits(logits[0], logits[1]));
 }
 
 // Against llama.cpp: both engines are ~1e-2 (mean KL) from the exact distribution in different

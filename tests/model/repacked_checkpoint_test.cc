@@ -5,7 +5,6 @@
 // the stored layout bit for bit on both kernel paths (a prefill, then decode steps).
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <vector>
 
 #include "golden_util.h"
@@ -28,27 +27,8 @@ struct PathGuard {
 std::vector<std::vector<float>> run(const Gemma3Checkpoint& ckpt) {
   Gemma3Model model(ckpt.config(), ckpt.weights(), 2);
   PagedKVCache cache(model.kv_params(), 16);
-  const SeqId seq = cache.add_sequence();
-  const std::vector<std::vector<int32_t>> steps = {
-      {2, 17, 300, 5, 42, 7, 99, 511, 256, 3}, {128}, {64}, {1}};
-  std::vector<std::vector<float>> rows;
-  for (const auto& step : steps) {
-    Gemma3Inputs in;
-    in.add_row(seq, step);
-    in.return_logits = ReturnLogits::kAll;
-    const Gemma3Outputs out = model.execute(in, cache);
-    for (int64_t i = 0; i < out.num_logit_rows(); ++i)
-      rows.emplace_back(out.row(i), out.row(i) + out.vocab_size);
-  }
-  return rows;
-}
-
-void expect_same_bits(const std::vector<std::vector<float>>& a,
-                      const std::vector<std::vector<float>>& b, const char* what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i)
-    ASSERT_EQ(0, std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)))
-        << what << ": logit row " << i;
+  return testing::step_logits(model, cache, cache.add_sequence(),
+                              {{2, 17, 300, 5, 42, 7, 99, 511, 256, 3}, {128}, {64}, {1}});
 }
 
 TEST(RepackedCheckpoint, EveryQ5_0WeightAndTheTiedEmbeddingAreRepacked) {
@@ -87,10 +67,10 @@ TEST(RepackedCheckpoint, LogitsEqualTheStoredLayoutsOnEveryPath) {
   const auto repacked = Gemma3Checkpoint::open(fixture(kModel));
   const auto stored = Gemma3Checkpoint::open(fixture(kModel), /*repack=*/false);
   ASSERT_GT(repacked->repacked_count(), 0u);
-  expect_same_bits(run(*repacked), run(*stored), "avx2");
+  EXPECT_TRUE(testing::same_bits(run(*repacked), run(*stored))) << "avx2";
   // The scalar kernels read the repacked layout through the dequantizer.
   set_kernel_path(KernelPath::kScalar);
-  expect_same_bits(run(*repacked), run(*stored), "scalar");
+  EXPECT_TRUE(testing::same_bits(run(*repacked), run(*stored))) << "scalar";
 }
 
 }  // namespace
