@@ -235,5 +235,27 @@ TEST_F(ModelStep, ProfileTimesEveryPhaseAndCountsWeightBytes) {
   EXPECT_GT(profile.total_seconds(), profile.seconds[at(StepPhase::kLmHead)]);
 }
 
+// The fixed per-token cost: time outside the matmuls less the K/V bytes at the matmuls' rate, by
+// hand on two steps: matmuls 300 MB in 12 ms (25 GB/s), attention 10 MB in 1 ms, 0.5 ms of other
+// phases: outside = 1.5 ms, K/V at 25 GB/s = 0.4 ms, fixed 1.1 ms per 2 steps.
+TEST(StepProfile, FixedCostIsTimeOutsideMatmulsLessKvBytesAtTheMatmulRate) {
+  StepProfile p;
+  p.steps = 2;
+  auto at = [](StepPhase ph) { return static_cast<size_t>(ph); };
+  p.seconds[at(StepPhase::kLmHead)] = 8e-3;
+  p.bytes_read[at(StepPhase::kLmHead)] = 200'000'000;
+  p.seconds[at(StepPhase::kGateUp)] = 4e-3;
+  p.bytes_read[at(StepPhase::kGateUp)] = 100'000'000;
+  p.seconds[at(StepPhase::kAttention)] = 1e-3;
+  p.bytes_read[at(StepPhase::kAttention)] = 10'000'000;
+  p.seconds[at(StepPhase::kNorms)] = 0.5e-3;
+  EXPECT_DOUBLE_EQ(p.matmul_bytes_per_second(), 25e9);
+  EXPECT_NEAR(p.outside_matmuls_seconds_per_step(), 0.75e-3, 1e-12);
+  EXPECT_NEAR(p.fixed_seconds_per_step(), 0.55e-3, 1e-12);
+  p.bytes_read[at(StepPhase::kAttention)] = 100'000'000;  // more than the time allows: 0
+  EXPECT_EQ(p.fixed_seconds_per_step(), 0.0);
+  EXPECT_EQ(StepProfile{}.fixed_seconds_per_step(), 0.0);  // nothing measured
+}
+
 }  // namespace
 }  // namespace gemmax
