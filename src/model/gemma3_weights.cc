@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <new>
 
 #include "io/gguf_reader.h"
 #include "io/safetensors_reader.h"
@@ -233,7 +234,9 @@ void Gemma3Checkpoint::repack_weights() {
   // host (1B Q4_K_M load 0.75 s), ordinary ones a steady ~0.17 s; a huge-page buffer per tensor
   // would also back each with whole 2 MiB pages (+158 MiB of RSS on the real 270M, whose 81 Q5_0
   // weights are 0.2-0.9 MB each). Left uninitialised: every byte is written by the repack.
-  repacked_.reset(new std::byte[total + kRepackAlign]);
+  // The repack only saves time: without room for the copy the stored layout is used.
+  repacked_.reset(new (std::nothrow) std::byte[total + kRepackAlign]);
+  if (repacked_ == nullptr) return;
   std::byte* const arena = align_up(repacked_.get(), kRepackAlign);
   ThreadPool pool;
   const MappedFile& file = *gguf_->mapped_file();
