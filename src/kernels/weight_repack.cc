@@ -58,6 +58,14 @@ std::optional<DType> repacked_dtype(DType t, int64_t cols) {
 
 size_t repacked_bytes(const TensorView& w) { return static_cast<size_t>(w.rows() * w.row_bytes()); }
 
+TensorView repacked_view(const TensorView& w, std::byte* dst) {
+  TensorView out = w;
+  out.dtype = repacked_dtype(w.dtype, w.cols()).value();
+  out.data = dst;
+  out.nbytes = repacked_bytes(w);
+  return out;
+}
+
 TensorView repack_weight(const TensorView& w, std::byte* dst_bytes, ThreadPool* pool) {
   const std::optional<DType> to = repacked_dtype(w.dtype, w.cols());
   if (!to) {
@@ -71,10 +79,7 @@ TensorView repack_weight(const TensorView& w, std::byte* dst_bytes, ThreadPool* 
                                 std::to_string(w.nbytes) + " bytes, needs " +
                                 std::to_string(rows * row_bytes));
   }
-  TensorView out = w;
-  out.dtype = *to;
-  out.data = dst_bytes;
-  out.nbytes = static_cast<size_t>(rows * row_bytes);
+  const TensorView out = repacked_view(w, dst_bytes);
   const int64_t quads = w.cols() / (4 * quant::kQK);
   const auto* src = reinterpret_cast<const uint8_t*>(w.data);
   auto* dst = reinterpret_cast<uint8_t*>(dst_bytes);

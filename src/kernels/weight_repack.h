@@ -25,6 +25,10 @@ std::optional<DType> repacked_dtype(DType t, int64_t cols);
 // Bytes of w's repacked copy (its rows x row bytes: the layouts take the same room).
 size_t repacked_bytes(const TensorView& w);
 
+// The view of w's repacked copy at `dst`: w's name and shape, the repacked dtype (which must
+// exist).
+TensorView repacked_view(const TensorView& w, std::byte* dst);
+
 // Repacks every row of `w` (whose repacked_dtype must exist) into `dst`, which holds at least
 // repacked_bytes(w), split over `pool` when given; returns the view of the copy (w's name and
 // shape, the repacked dtype). Throws std::invalid_argument naming the tensor otherwise.

@@ -254,12 +254,9 @@ void Gemma3Checkpoint::repack_weights() {
       file.release_pages(part.data, part.nbytes);
     }
     file.release_pages(stored.data, stored.nbytes);  // pages that straddled two slabs
-    *v = stored;
-    v->dtype = *repacked_dtype(stored.dtype, stored.cols());
-    v->data = arena + at;
-    v->nbytes = repacked_bytes(stored);
+    *v = repacked_view(stored, arena + at);
     if (weights_.embed_tokens.data == stored.data) weights_.embed_tokens = *v;
-    at += round_up(repacked_bytes(stored), kRepackAlign);
+    at += round_up(v->nbytes, kRepackAlign);
   }
   repacked_count_ = chosen.size();
 }

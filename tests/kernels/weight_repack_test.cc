@@ -14,42 +14,21 @@
 #include "kernels/dequantize.h"
 #include "kernels/matmul.h"
 #include "kernels/quant_blocks.h"
+#include "random_weights.h"
 #include "tensor/half.h"
 
 namespace gemmax {
 namespace {
 
-struct Stored {
-  std::vector<std::byte> bytes;
-  TensorView view;
-};
+using testing::Weights;
 
-// Random Q5_0 rows: random nibbles and fifth bits, f16 scales of either sign in [1e-3, 1].
-Stored random_stored(int64_t rows, int64_t cols, std::mt19937& rng) {
-  const DType t = DType::kQ5_0;
-  Stored s;
-  s.view = TensorView{"blk.0.ffn_up.weight", t, {rows, cols}, nullptr, 0};
-  s.bytes.resize(static_cast<size_t>(rows * s.view.row_bytes()));
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(-3.0f, 0.0f);
-  for (auto& b : s.bytes) b = static_cast<std::byte>(byte(rng));
-  const int64_t block_bytes = require_layout(t).block_bytes;
-  for (size_t at = 0; at < s.bytes.size(); at += block_bytes) {
-    const uint16_t d = f32_to_f16((byte(rng) < 60 ? -1.0f : 1.0f) * std::pow(10.0f, scale(rng)));
-    std::memcpy(s.bytes.data() + at, &d, 2);
-  }
-  s.view.data = s.bytes.data();
-  s.view.nbytes = s.bytes.size();
-  return s;
+// Random Q5_0 rows (random nibbles and fifth bits, f16 scales of either sign in [1e-3, 1]).
+Weights random_stored(int64_t rows, int64_t cols, std::mt19937& rng) {
+  return testing::random_weights(DType::kQ5_0, rows, cols, rng);
 }
 
-struct Repacked {
-  std::vector<std::byte> bytes;
-  TensorView view;
-};
-
-Repacked repack(const TensorView& w, ThreadPool* pool = nullptr) {
-  Repacked r;
+Weights repack(const TensorView& w, ThreadPool* pool = nullptr) {
+  Weights r;
   r.bytes.resize(repacked_bytes(w));
   r.view = repack_weight(w, r.bytes.data(), pool);
   return r;
@@ -72,8 +51,8 @@ int quad_code(const uint8_t* quad, int m, int e) {
 
 TEST(WeightRepack, QuadLayoutIsTheDocumentedOne) {
   std::mt19937 rng(5);
-  const Stored s = random_stored(3, 256, rng);
-  const Repacked r = repack(s.view);
+  const Weights s = random_stored(3, 256, rng);
+  const Weights r = repack(s.view);
   ASSERT_EQ(r.view.dtype, DType::kQ5_0x4);
   const int64_t block_bytes = quant::q5_0::kBytes, d_at = quant::q5_0x4::kD;
   const int64_t quad_bytes = require_layout(r.view.dtype).block_bytes;
@@ -93,8 +72,8 @@ TEST(WeightRepack, QuadLayoutIsTheDocumentedOne) {
 
 TEST(WeightRepack, DeinterleaveRestoresTheBlocks) {
   std::mt19937 rng(6);
-  const Stored s = random_stored(5, 640, rng);
-  const Repacked r = repack(s.view);
+  const Weights s = random_stored(5, 640, rng);
+  const Weights r = repack(s.view);
   std::vector<uint8_t> back(s.bytes.size());
   for (size_t at = 0; at < back.size(); at += quant::q5_0x4::kBytes)
     quant::deinterleave_quad_q5_0(reinterpret_cast<const uint8_t*>(r.bytes.data()) + at,
@@ -105,8 +84,8 @@ TEST(WeightRepack, DeinterleaveRestoresTheBlocks) {
 TEST(WeightRepack, DequantizedRowsAreTheStoredOnes) {
   std::mt19937 rng(7);
   const int64_t cols = 384;
-  const Stored s = random_stored(4, cols, rng);
-  const Repacked r = repack(s.view);
+  const Weights s = random_stored(4, cols, rng);
+  const Weights r = repack(s.view);
   std::vector<float> a(cols), b(cols);
   for (int64_t row = 0; row < 4; ++row) {
     dequantize_row(DType::kQ5_0, s.view.row(row), a.data(), cols);
@@ -121,14 +100,12 @@ TEST(WeightRepack, MatmulIsBitIdenticalToTheStoredWeight) {
   std::mt19937 rng(8);
   ThreadPool pool(2);
   PathGuard guard;
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int64_t cols : {128, 640, 2048})
     for (int64_t rows : {1, 7, 33}) {
-      const Stored s = random_stored(rows, cols, rng);
-      const Repacked r = repack(s.view, &pool);
+      const Weights s = random_stored(rows, cols, rng);
+      const Weights r = repack(s.view, &pool);
       for (int64_t n : {1, 3, 8, 17}) {
-        std::vector<float> x(n * cols);
-        for (float& v : x) v = normal(rng);
+        const std::vector<float> x = testing::random_x(n * cols, rng);
         for (KernelPath path : paths()) {
           set_kernel_path(path);
           std::vector<float> want(n * rows), got(n * rows);

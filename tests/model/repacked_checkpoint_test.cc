@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "../kernels/kernel_paths.h"
 #include "golden_util.h"
 #include "kernels/matmul.h"
 #include "model/gemma3_weights.h"
@@ -17,11 +18,6 @@ namespace {
 using testing::fixture;
 
 const char* const kModel = "tiny/q5_0/model.gguf";
-
-struct PathGuard {
-  KernelPath saved = kernel_path();
-  ~PathGuard() { set_kernel_path(saved); }
-};
 
 // Logits of a prompt's prefill followed by three decode steps, every row, in order.
 std::vector<std::vector<float>> run(const Gemma3Checkpoint& ckpt) {
