@@ -7,6 +7,7 @@
 //   kernels_bench --benchmark_filter='lm_head'   # the 262144 x 640 Q8_0 output projection
 //   kernels_bench --benchmark_filter='attention' # a decode step's attention inner loops
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
@@ -110,10 +111,24 @@ void bm_attention(benchmark::State& state, KernelPath path, bool values) {
 // instead of whole rows ([row][head][d]), where one kv head read 512-byte slices 2 KB apart.
 // `loops`: 1 scores only, 2 values only, 3 both (a step): whether the two together cost the sum of
 // each alone, i.e. whether memory and compute overlap (compare times: bytes_per_second counts K
-// and V either way).
+// and V either way); 0: no arithmetic, the K and V rows only read in the same order (the memory
+// floor of a step from one thread).
+__attribute__((target("avx2"))) int64_t read_rows(const uint16_t* const* rows, int64_t n,
+                                                  int64_t hd) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; d += 16)
+      acc = _mm256_add_epi16(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + d)));
+  return _mm256_extract_epi64(acc, 0);
+}
+
 void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_t layers,
                       bool head_major, int loops = 3) {
   constexpr int64_t kHd = 256, kKeys = 576, kChunk = 128, kPage = 16, kPages = kKeys / kPage;
+  if (!kernel_path_supported(KernelPath::kAvx2)) {
+    state.SkipWithError("AVX2 not supported on this CPU");
+    return;
+  }
   const int64_t page_elems = 2 * kPage * kv * kHd;
   const auto n_elems = static_cast<size_t>(layers * kPages * page_elems);
   const HugePageBuffer mem(n_elems * sizeof(uint16_t));  // as the KV cache's pool
@@ -128,6 +143,7 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
   };
   std::vector<const uint16_t*> keys(kChunk), values(kChunk);
   std::vector<float> q(group * kHd, 0.01f), scores(group * kChunk), out(group * kHd);
+  int64_t sum = 0;
   for (auto _ : state) {
     for (int64_t l = 0; l < layers; ++l)
       for (int64_t h = 0; h < kv; ++h)
@@ -137,6 +153,7 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
             keys[j] = row(l, c + j, h, false);
             values[j] = row(l, c + j, h, true);
           }
+          if (loops == 0) sum += read_rows(keys.data(), n, kHd) + read_rows(values.data(), n, kHd);
           if (loops & 1)
             attention_scores(q.data(), group, kHd, keys.data(), n, 0.0625f, scores.data(), kChunk,
                              true);
@@ -145,6 +162,7 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
                              true);
         }
     benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(sum);
   }
   state.SetBytesProcessed(state.iterations() *
                           static_cast<int64_t>(cache.size() * sizeof(uint16_t)));
@@ -230,6 +248,9 @@ void register_all() {
         add("f16_270m/cached", 1, 4, 1, true);
         add("f16_270m/scores_only/memory", 1, 4, 72, true, 1);
         add("f16_270m/values_only/memory", 1, 4, 72, true, 2);
+        add("f16_270m/scores_only/cached", 1, 4, 1, true, 1);
+        add("f16_270m/values_only/cached", 1, 4, 1, true, 2);
+        add("f16_270m/read_only/memory", 1, 4, 72, true, 0);
       }
       // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {

@@ -1,8 +1,8 @@
 // AVX2 attention inner loops. Scores: register tiles of up to 4 heads x 2 keys (2 x 4, 1 x 8), one
 // accumulator per (head, key) pair over the head dimension, so each key vector is loaded once for
 // all the group's heads and each query vector once for all the tile's keys (dot_f32 per pair read
-// two vectors per multiply-add and was load-bound). Values: two heads per pass over the rows, 32
-// output floats of each in registers. Compiled with a target attribute like matmul_avx2.cc.
+// two vectors per multiply-add and was load-bound). Values: whole rows a few at a time, for up to
+// four heads per pass. Compiled with a target attribute like matmul_avx2.cc.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -115,82 +115,73 @@ GEMMAX_AVX2 void scores_of(const float* q, int64_t n_heads, int64_t hd, const Ke
   }
 }
 
-// out_h[0 .. 8 kRegs) += sum_j w_h[j] * rows[j][d ...] for H heads: each value vector is loaded
-// once for the H heads; per element the fmas run in j order, as n_rows axpy calls would.
-template <int H, int kRegs, class Row>
-GEMMAX_AVX2 inline void value_slice(const float* w, int64_t w_stride, const Row* const* rows,
-                                    int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
-  __m256 acc[H][kRegs];
-  for (int h = 0; h < H; ++h)
-    for (int i = 0; i < kRegs; ++i) acc[h][i] = _mm256_loadu_ps(out + h * out_stride + 8 * i);
-  for (int64_t j = 0; j < n_rows; ++j) {
-    __m256 v[kRegs];
-    for (int i = 0; i < kRegs; ++i) {
-      v[i] = load8(rows[j] + d + 8 * i);
-      if constexpr (H > 1) asm("" : "+x"(v[i]));  // loaded once for the H heads
+// out_h += sum_j w_h[j] * rows[j] for H heads, R whole rows at a time: the H x R weights sit in
+// registers, each 8-float piece of the R rows is loaded (and converted) once for all H heads, and
+// the H outputs are read and written per piece (they stay in L1). Per element the FMAs run in row
+// order, as n_rows axpy calls would. The rows are read in address order, R at a time, with
+// prefetches for the rows kAhead on spread one line per piece: a decode step streams its values
+// from memory, and the earlier order (32-float slices of 16-row blocks, all heads' slices in
+// registers) crossed rows at every slice and left the loop waiting on memory (kernels_bench
+// attention/f16_*/memory 10-12% faster in row order, the same from cache).
+template <int H, int R, class Row>
+GEMMAX_AVX2 void value_rows(const float* w, int64_t w_stride, const Row* const* rows,
+                            int64_t n_rows, int64_t n, float* out, int64_t out_stride,
+                            bool stream) {
+  constexpr int64_t kAhead = 4;  // rows
+  constexpr int64_t kPerLine = 64 / static_cast<int64_t>(sizeof(Row));  // elements per cache line
+  const int64_t n8 = n / 8 * 8;
+  if (stream)
+    for (int64_t j = 0; j < std::min(n_rows, kAhead); ++j)
+      for (int64_t d = 0; d < n; d += kPerLine)
+        _mm_prefetch(reinterpret_cast<const char*>(rows[j] + d), _MM_HINT_T0);
+  for (int64_t j = 0; j < n_rows; j += R) {
+    const int r_n = static_cast<int>(std::min<int64_t>(R, n_rows - j));
+    if (r_n < R) {  // the last rows, one at a time
+      for (int r = 0; r < r_n; ++r) value_rows<H, 1>(w + j + r, w_stride, rows + j + r, 1, n, out,
+                                                      out_stride, false);
+      return;
     }
-    for (int h = 0; h < H; ++h) {
-      const __m256 a = _mm256_set1_ps(w[h * w_stride + j]);
-      for (int i = 0; i < kRegs; ++i) acc[h][i] = _mm256_fmadd_ps(a, v[i], acc[h][i]);
+    const int64_t ahead = stream ? std::min<int64_t>(R, n_rows - j - kAhead) : 0;  // rows to prefetch
+    __m256 a[H][R];
+    for (int h = 0; h < H; ++h)
+      for (int r = 0; r < R; ++r) a[h][r] = _mm256_set1_ps(w[h * w_stride + j + r]);
+    for (int64_t d = 0; d < n8; d += 8) {
+      if (d % kPerLine == 0)
+        for (int64_t r = 0; r < ahead; ++r)
+          _mm_prefetch(reinterpret_cast<const char*>(rows[j + kAhead + r] + d), _MM_HINT_T0);
+      __m256 v[R];
+      for (int r = 0; r < R; ++r) v[r] = load8(rows[j + r] + d);
+      for (int h = 0; h < H; ++h) {
+        __m256 acc = _mm256_loadu_ps(out + h * out_stride + d);
+        for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(a[h][r], v[r], acc);
+        _mm256_storeu_ps(out + h * out_stride + d, acc);
+      }
     }
-  }
-  for (int h = 0; h < H; ++h)
-    for (int i = 0; i < kRegs; ++i) _mm256_storeu_ps(out + h * out_stride + 8 * i, acc[h][i]);
-}
-
-// Rows are taken 16 at a time (16 KB of f32 values for Gemma 3's 256-wide heads), every slice of
-// the output passing over them while they are in L1: a decode step streams its values from memory,
-// and a whole page's rows per slice made every slice miss again. Per element the FMAs still run in
-// row order (out is stored and reloaded between row blocks, exactly). Slices are 8 x kRegs floats
-// (H x kRegs accumulators in registers).
-template <int H, int kRegs, class Row>
-GEMMAX_AVX2 void value_heads(const float* w, int64_t w_stride, const Row* const* rows,
-                             int64_t n_rows, int64_t n, float* out, int64_t out_stride,
-                             bool stream) {
-  constexpr int64_t kRowBlock = 16, kSlice = 8 * kRegs;
-  constexpr int64_t kSliceBytes = kSlice * static_cast<int64_t>(sizeof(Row));
-  for (int64_t j0 = 0; j0 < n_rows; j0 += kRowBlock) {
-    const int64_t nj = std::min(kRowBlock, n_rows - j0);
-    const Row* const* r = rows + j0;
-    const float* wj = w + j0;
-    const int64_t next =
-        stream ? std::min(kRowBlock, n_rows - j0 - nj) : 0;  // the next block's rows
-    int64_t d = 0;
-    for (; d + kSlice <= n; d += kSlice) {
-      // The next block's lines of this slice, once per 64 bytes (a slice of f16 is half a line).
-      const int64_t at = d * static_cast<int64_t>(sizeof(Row));
-      if (at % 64 == 0)
-        for (int64_t j = 0; j < next; ++j)
-          for (int64_t b = 0; b < std::max<int64_t>(kSliceBytes, 64); b += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(r[nj + j]) + at + b, _MM_HINT_T0);
-      value_slice<H, kRegs>(wj, w_stride, r, nj, d, out + d, out_stride);
-    }
-    for (; d + 8 <= n; d += 8) value_slice<H, 1>(wj, w_stride, r, nj, d, out + d, out_stride);
-    for (; d < n; ++d)
+    for (int64_t d = n8; d < n; ++d)
       for (int h = 0; h < H; ++h)
-        for (int64_t j = 0; j < nj; ++j)
-          out[h * out_stride + d] =
-              std::fma(wj[h * w_stride + j], load1(r[j][d]), out[h * out_stride + d]);
+        for (int r = 0; r < R; ++r)
+          out[h * out_stride + d] = std::fma(w[h * w_stride + j + r], load1(rows[j + r][d]),
+                                             out[h * out_stride + d]);
   }
 }
 
 // Four heads per pass where the group has them (270M, 1B: 4 query heads per kv head), so each
-// value row is read and converted once for all of them (two passes of two heads read them twice);
-// pairs then single heads for the rest.
+// value row is read and converted once for all of them; pairs (4B) then single heads for the rest.
+// R is as many rows as leave registers for the H x R weights, R values and one output.
 template <class Row>
 GEMMAX_AVX2 void values_of(const float* w, int64_t w_stride, int64_t n_heads,
                            const Row* const* rows, int64_t n_rows, int64_t n, float* out,
                            int64_t out_stride, bool stream) {
   int64_t h = 0;
   for (; h + 4 <= n_heads; h += 4)
-    value_heads<4, 2>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
-                      stream);
+    value_rows<4, 3>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                     stream);
   for (; h + 2 <= n_heads; h += 2)
-    value_heads<2, 4>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
-                      stream);
+    value_rows<2, 5>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                     stream);
   if (h < n_heads)
-    value_heads<1, 4>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
-                      stream);
+    value_rows<1, 7>(w + h * w_stride, w_stride, rows, n_rows, n, out + h * out_stride, out_stride,
+                     stream);
 }
 
 }  // namespace
