@@ -251,6 +251,7 @@ void register_all() {
         add("f16_270m/scores_only/cached", 1, 4, 1, true, 1);
         add("f16_270m/values_only/cached", 1, 4, 1, true, 2);
         add("f16_270m/read_only/memory", 1, 4, 72, true, 0);
+        add("f16_4b/read_only/memory", 4, 2, 34, true, 0);
       }
       // Prefill of 64 tokens through the formats the 270M models use (BF16 also with long rows).
       const std::pair<DType, Shape> prefill[] = {
