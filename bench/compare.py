@@ -6,6 +6,12 @@ Each run is a fresh process (`gemmax bench --repeat 1 --json` or bench/llama_cpp
 alike. Reports per model the medians over --pairs runs of each engine and the gemmax/llama.cpp
 ratios, plus the spread (min..max) as a measure of how noisy the machine was.
 
+The share of the decode bound ("own bound") is taken per pair: `gemmax bench --bandwidth` probes
+the read bandwidth just before each pair, and each engine's decode rate is divided by the bound at
+that probe's reading; the table gives the median (min-max) of those shares. The machine's bandwidth
+drifts by 20-30% within minutes, so one probe per model made the share swing with the probe's
+timing rather than the engine's speed.
+
   python3 bench/compare.py --gemmax build/release/gemmax --threads 2 --pairs 5 \
       --readme bench/README.md MODEL.gguf [MODEL.gguf ...]
 
@@ -33,8 +39,9 @@ def measure(a, model):
               str(a.gen_tokens), "--threads", str(a.threads), "--repeat", "1"]
     gem = [a.gemmax, "bench", "--json"] + common
     lla = [sys.executable, os.path.join(HERE, "llama_cpp_bench.py")] + common
-    runs = {"gemmax": [], "llama.cpp": []}
+    runs = {"gemmax": [], "llama.cpp": [], "probes": []}
     for i in range(a.pairs):
+        runs["probes"].append(probe(a))
         for name, cmd in (("gemmax", gem), ("llama.cpp", lla)) if i % 2 == 0 else \
                          (("llama.cpp", lla), ("gemmax", gem)):
             try:
@@ -44,6 +51,24 @@ def measure(a, model):
                 runs[name].append(None)
         print(f"  pair {i + 1}/{a.pairs} done", file=sys.stderr)
     return runs
+
+
+def probe(a):
+    """Read bandwidth in bytes/s with --threads threads, now."""
+    bw = run_json([a.gemmax, "bench", "--bandwidth", "--json", "--threads", str(a.threads)])
+    return bw["read_bytes_per_s"]
+
+
+def bound_shares(runs, name, bytes_per_token):
+    """Per pair: that run's decode rate / (the pair's probe reading / bytes per token)."""
+    return [r["decode_tokens_per_s"] * bytes_per_token / bw
+            for r, bw in zip(runs[name], runs["probes"]) if r is not None]
+
+
+def fmt_share(vals):
+    if not vals:
+        return "-"
+    return (f"{100 * statistics.median(vals):.0f}% ({100 * min(vals):.0f}-{100 * max(vals):.0f})")
 
 
 def stats(results, field):
@@ -69,24 +94,27 @@ def table(a, rows):
         "",
         "| model | gemmax prefill tok/s | llama.cpp prefill tok/s | ratio | gemmax decode tok/s "
         "| llama.cpp decode tok/s | ratio | weight + KV MB/token | decode bound tok/s | gemmax / bound "
-        "| own probe GB/s | gemmax / own bound |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| probe GB/s per pair | gemmax / own bound | llama.cpp / own bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, runs, bw, own in rows:
+    for model, runs, bw in rows:
         gp, lp = stats(runs["gemmax"], "prefill_tokens_per_s"), stats(runs["llama.cpp"], "prefill_tokens_per_s")
         gd, ld = stats(runs["gemmax"], "decode_tokens_per_s"), stats(runs["llama.cpp"], "decode_tokens_per_s")
         first = next((r for r in runs["gemmax"] if r), None)
         head = (f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
                 f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} |")
         if first is None or not bw:
-            lines.append(head + " - | - | - | - | - |")
+            lines.append(head + " - | - | - | - | - | - |")
             continue
         wb, kb = first["weight_bytes_per_token"], first.get("kv_bytes_per_token", 0)
         bound = bw / (wb + kb)
         share = f"{100 * gd[0] / bound:.0f}%" if gd else "-"
-        own_share = f"{100 * gd[0] * (wb + kb) / own:.0f}%" if gd else "-"
+        # llama.cpp reads its F16 KV rows: the same bytes when gemmax's cache is F16 too (the default).
+        probes = [p / 1e9 for p in runs["probes"]]
         lines.append(head + f" {wb / 1e6:.1f} + {kb / 1e6:.1f} | {bound:.1f} | {share} | "
-                     f"{own / 1e9:.1f} | {own_share} |")
+                     f"{statistics.median(probes):.1f} ({min(probes):.1f}-{max(probes):.1f}) | "
+                     f"{fmt_share(bound_shares(runs, 'gemmax', wb + kb))} | "
+                     f"{fmt_share(bound_shares(runs, 'llama.cpp', wb + kb))} |")
     lines += ["", "Memory and load time (same runs, medians): peak RSS in MiB (llama.cpp: the process's peak "
               "minus what the Python interpreter held before loading the model) and load seconds. "
               "llama.cpp's figures include its vocabulary; gemmax's runs need no tokenizer, so "
@@ -95,7 +123,7 @@ def table(a, rows):
               "| model | gemmax peak RSS MiB | + tokenizer | llama.cpp peak RSS MiB | gemmax load s | "
               "+ tokenizer s | llama.cpp load s |",
               "|---|---|---|---|---|---|---|"]
-    for model, runs, _, _ in rows:
+    for model, runs, _ in rows:
         def med(name, field, scale=1.0):
             vals = [r[field] for r in runs[name] if r is not None and r.get(field, -1) >= 0]
             if not vals:
@@ -116,7 +144,7 @@ def fit_fixed_cost(rows):
     = fixed + bytes / rate (issue #5's fit), for gemmax and llama.cpp. Bytes are the weights plus
     the KV rows read (llama.cpp's F16 cache: the same rows at 2 bytes per element)."""
     groups = {}
-    for model, runs, _, _ in rows:
+    for model, runs, _ in rows:
         base = os.path.basename(model)
         if "-random-" not in base:
             continue
@@ -165,24 +193,22 @@ def main():
     ap.add_argument("--readme", help="replace the RESULTS section of this markdown file")
     a = ap.parse_args()
 
-    # The host's bandwidth drifts by 10-20% over a long run (25.7 to 30.7 GB/s between runs), so it is
-    # probed before every model and the bound uses the highest reading of the whole run: one
-    # early, low reading made later rows look faster than memory.
-    probes = []
+    # The host's bandwidth drifts by 20-30% over a long run, so it is probed before every pair: the
+    # 'decode bound' column uses the highest reading of the whole run (one early, low reading made
+    # later rows look faster than memory), the 'own bound' shares each pair's own reading.
     rows = []
     for m in a.models:
         print(f"{m}:", file=sys.stderr)
-        bw = run_json([a.gemmax, "bench", "--bandwidth", "--json", "--threads", str(a.threads)])
-        probes.append(bw["read_bytes_per_s"])
         rows.append((m, measure(a, m)))
+    probes = [p for _, runs in rows for p in runs["probes"]]
     bandwidth = max(probes)
-    rows = [(m, runs, bandwidth, own) for (m, runs), own in zip(rows, probes)]
+    rows = [(m, runs, bandwidth) for m, runs in rows]
     text = table(a, rows) + fit_fixed_cost(rows) + (
-        f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth` before each model): highest "
+        f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth` before each pair): highest "
         f"{bandwidth / 1e9:.2f} GB/s, lowest {min(probes) / 1e9:.2f}; decode bound = highest bandwidth / (weight "
-        f"bytes + mean KV bytes read per decoded token, at gemmax's KV type); the 'own' columns use the reading "
-        f"taken just before that model (all readings, GB/s: "
-        + ", ".join(f"{p / 1e9:.1f}" for p in probes) + ").")
+        f"bytes + mean KV bytes read per decoded token, at gemmax's KV type); 'own bound': each run's "
+        f"decode rate against the bound at the reading taken just before its pair, median (min-max) over "
+        f"the pairs (llama.cpp against the same bytes: both engines keep K/V in F16).")
     print(text)
     if a.readme:
         doc = open(a.readme).read()
