@@ -118,7 +118,8 @@ __attribute__((target("avx2"))) int64_t read_rows(const uint16_t* const* rows, i
   __m256i acc = _mm256_setzero_si256();
   for (int64_t j = 0; j < n; ++j)
     for (int64_t d = 0; d < hd; d += 16)
-      acc = _mm256_add_epi16(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + d)));
+      acc =
+          _mm256_add_epi16(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + d)));
   return _mm256_extract_epi64(acc, 0);
 }
 

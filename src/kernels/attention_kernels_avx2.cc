@@ -127,7 +127,7 @@ template <int H, int R, class Row>
 GEMMAX_AVX2 void value_rows(const float* w, int64_t w_stride, const Row* const* rows,
                             int64_t n_rows, int64_t n, float* out, int64_t out_stride,
                             bool stream) {
-  constexpr int64_t kAhead = 4;  // rows
+  constexpr int64_t kAhead = 4;                                         // rows
   constexpr int64_t kPerLine = 64 / static_cast<int64_t>(sizeof(Row));  // elements per cache line
   const int64_t n8 = n / 8 * 8;
   if (stream)
@@ -137,11 +137,12 @@ GEMMAX_AVX2 void value_rows(const float* w, int64_t w_stride, const Row* const* 
   for (int64_t j = 0; j < n_rows; j += R) {
     const int r_n = static_cast<int>(std::min<int64_t>(R, n_rows - j));
     if (r_n < R) {  // the last rows, one at a time
-      for (int r = 0; r < r_n; ++r) value_rows<H, 1>(w + j + r, w_stride, rows + j + r, 1, n, out,
-                                                      out_stride, false);
+      for (int r = 0; r < r_n; ++r)
+        value_rows<H, 1>(w + j + r, w_stride, rows + j + r, 1, n, out, out_stride, false);
       return;
     }
-    const int64_t ahead = stream ? std::min<int64_t>(R, n_rows - j - kAhead) : 0;  // rows to prefetch
+    const int64_t ahead =
+        stream ? std::min<int64_t>(R, n_rows - j - kAhead) : 0;  // rows to prefetch
     __m256 a[H][R];
     for (int h = 0; h < H; ++h)
       for (int r = 0; r < R; ++r) a[h][r] = _mm256_set1_ps(w[h * w_stride + j + r]);
@@ -160,8 +161,8 @@ GEMMAX_AVX2 void value_rows(const float* w, int64_t w_stride, const Row* const* 
     for (int64_t d = n8; d < n; ++d)
       for (int h = 0; h < H; ++h)
         for (int r = 0; r < R; ++r)
-          out[h * out_stride + d] = std::fma(w[h * w_stride + j + r], load1(rows[j + r][d]),
-                                             out[h * out_stride + d]);
+          out[h * out_stride + d] =
+              std::fma(w[h * w_stride + j + r], load1(rows[j + r][d]), out[h * out_stride + d]);
   }
 }
 
