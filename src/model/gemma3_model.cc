@@ -132,6 +132,7 @@ Gemma3Outputs Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache) 
     cache.reserve(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
 
   embed(in.tokens);
+  rope_tables(pos);
   clock_.lap(StepPhase::kSetup);
   for (int layer = 0; layer < config_.num_hidden_layers; ++layer) {
     attention_block(layer, in, pos, cache);
@@ -175,6 +176,21 @@ void Gemma3Model::embed(const std::vector<int32_t>& tokens) {
   }
 }
 
+// The cos | sin tables of every token's position for both kinds of layer (rope_cos_sin, as each
+// layer computed them before: the same values).
+void Gemma3Model::rope_tables(const std::vector<int64_t>& pos) {
+  const int64_t n = static_cast<int64_t>(pos.size()), hd = config_.head_dim;
+  s_.rope_local.resize(n * hd);
+  s_.rope_global.resize(n * hd);
+  pool_.parallel_for(n, 16, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const auto p = static_cast<float>(pos[t]);
+      rope_cos_sin(p, inv_freq_local_.data(), hd / 2, s_.rope_local.data() + t * hd);
+      rope_cos_sin(p, inv_freq_global_.data(), hd / 2, s_.rope_global.data() + t * hd);
+    }
+  });
+}
+
 void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
                                   const std::vector<int64_t>& pos, PagedKVCache& cache) {
   const Gemma3LayerWeights& w = weights_.layers[layer];
@@ -195,22 +211,20 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   clock_.lap(StepPhase::kQkv, bytes_of({&w.q_proj, &w.k_proj, &w.v_proj}));
 
   // Per-head RMSNorm of q and k, then RoPE with the layer type's frequencies.
-  const float* inv_freq =
-      config_.layer_is_sliding[layer] ? inv_freq_local_.data() : inv_freq_global_.data();
+  const float* tables =
+      config_.layer_is_sliding[layer] ? s_.rope_local.data() : s_.rope_global.data();
   pool_.parallel_for(n, 1, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> cos_sin;  // one table per token, shared by its heads
-    cos_sin.resize(hd);
     for (int64_t t = t0; t < t1; ++t) {
-      rope_cos_sin(static_cast<float>(pos[t]), inv_freq, hd / 2, cos_sin.data());
+      const float* cos_sin = tables + t * hd;  // shared by the token's heads
       for (int64_t head = 0; head < nh; ++head) {
         float* q = s_.q.data() + (t * nh + head) * hd;
         rms_norm(q, w.q_norm.data(), hd, eps, q);
-        rope_rotate_half(q, hd, cos_sin.data());
+        rope_rotate_half(q, hd, cos_sin);
       }
       for (int64_t head = 0; head < nkv; ++head) {
         float* k = s_.k.data() + (t * nkv + head) * hd;
         rms_norm(k, w.k_norm.data(), hd, eps, k);
-        rope_rotate_half(k, hd, cos_sin.data());
+        rope_rotate_half(k, hd, cos_sin);
       }
     }
   });

@@ -45,9 +45,13 @@ class Gemma3Model {
     std::vector<float> x, h, q, k, v, attn, gate, up, hidden_out;
     std::vector<int64_t> row_of;  // input row of each token
     std::vector<float> partials;  // attention: per (token, head, key chunk) m, l, o[head_dim]
+    // RoPE cos | sin of each token's position, head_dim floats per token, for the sliding and the
+    // global layers' frequencies: computed once per step, not once per layer.
+    std::vector<float> rope_local, rope_global;
   };
   void validate(const Gemma3Inputs& inputs, const PagedKVCache& cache) const;
   void embed(const std::vector<int32_t>& tokens);
+  void rope_tables(const std::vector<int64_t>& pos);
   void attention_block(int layer, const Gemma3Inputs& in, const std::vector<int64_t>& pos,
                        PagedKVCache& cache);
   void mlp_block(int layer, int64_t n);
