@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/elementwise.h"
+
 namespace gemmax {
 namespace {
 
@@ -134,11 +136,11 @@ int32_t Sampler::sample(std::span<const float> logits) {
 int32_t Sampler::draw(std::vector<float>& logits) {
   const auto inv_t = static_cast<float>(1.0 / params_.temperature);
   const float max = *std::max_element(logits.begin(), logits.end());
-  double total = 0;
-  for (float& x : logits) {
-    x = std::exp((x - max) * inv_t);  // now unnormalised probabilities
-    total += x;
-  }
+  // Unnormalised probabilities exp((x - max) / T), the most likely exactly 1 (the difference
+  // first, so a tiny T cannot overflow a large logit), through the kernels' vector exp: libm's exp
+  // one logit at a time took ~2 ms of a 270M token (262k logits, a ~13 ms step).
+  for (float& x : logits) x = (x - max) * inv_t;
+  double total = exp_sub_sum(logits.data(), static_cast<int64_t>(logits.size()), 0.0f);
   const size_t vocab = logits.size();
   if (params_.top_k <= 0 && params_.top_p >= 1.0) return draw_unsorted(logits, total);
   order_.resize(vocab);

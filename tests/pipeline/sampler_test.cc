@@ -113,6 +113,32 @@ TEST(Sampler, DrawsFollowTheSoftmax) {
   EXPECT_NEAR(h.at(2), 0.2, kTol);
 }
 
+TEST(Sampler, DrawsOverVectorWidthsFollowTheSoftmax) {
+  // 19 tokens: two 8-wide vector blocks and a scalar tail of the exp; token 17 (in the tail) has
+  // half the mass, token 3 a quarter, the other 17 share the last quarter.
+  std::vector<double> probs(19, 0.25 / 17);
+  probs[17] = 0.5;
+  probs[3] = 0.25;
+  SamplingParams p = seeded();
+  p.temperature = 2.0;  // sqrt(p) renormalised
+  double z = 0;
+  for (double q : probs) z += std::sqrt(q);
+  const auto h = histogram(p, logits_of_probs(probs), kDraws);
+  EXPECT_NEAR(h.at(17), std::sqrt(0.5) / z, kTol);
+  EXPECT_NEAR(h.at(3), std::sqrt(0.25) / z, kTol);
+}
+
+TEST(Sampler, TinyTemperatureDrawsTheArgmaxWithoutOverflow) {
+  // (logit - max) / T first: logit / T alone would overflow to inf (and inf - inf to NaN).
+  SamplingParams p = seeded();
+  p.temperature = 1e-30;
+  std::vector<float> l(40, 3.0e9f);
+  l[29] = 3.1e9f;
+  const auto h = histogram(p, l, 50);
+  EXPECT_EQ(h.size(), 1u);
+  EXPECT_EQ(h.begin()->first, 29);
+}
+
 TEST(Sampler, TemperatureSharpensAndFlattens) {
   SamplingParams p = seeded();
   p.temperature = 0.5;  // p^2 renormalised: .25/.38, .09/.38, .04/.38
