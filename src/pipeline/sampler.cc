@@ -123,6 +123,10 @@ double Sampler::uniform() {
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {
+  const bool penalised = !params_.logit_bias.empty() || params_.repetition_penalty != 1.0 ||
+                         params_.presence_penalty != 0 || params_.frequency_penalty != 0;
+  if (params_.greedy() && !penalised)  // no copy of the 262k logits (~0.6% of a 270M token)
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   work_.assign(logits.begin(), logits.end());
   apply_penalties(work_);
   if (params_.greedy())
