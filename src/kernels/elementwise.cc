@@ -75,6 +75,13 @@ float exp_sub_sum(float* x, int64_t n, float shift) {
   return sum;
 }
 
+double exp_sum(const float* x, int64_t n, float shift) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::exp_sum_avx2(x, n, shift);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(std::exp(x[i] - shift));
+  return sum;
+}
+
 void axpy(float a, const float* x, int64_t n, float* y) {
   if (kernel_path() == KernelPath::kAvx2) return detail::axpy_avx2(a, x, n, y);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];

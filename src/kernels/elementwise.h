@@ -31,6 +31,10 @@ void softmax(float* x, int64_t n);
 // x[i] = exp(x[i] - shift); returns the sum (the unnormalised softmax of a key chunk).
 float exp_sub_sum(float* x, int64_t n, float shift);
 
+// sum_i exp(x[i] - shift), x untouched: each exponential in f32 (the vector exp on AVX2), the sum
+// in f64 (a log-softmax normaliser over a 262k vocabulary, where f32 lanes would lose digits).
+double exp_sum(const float* x, int64_t n, float shift);
+
 // y[i] += a * x[i] (attention's weighted sum of values).
 void axpy(float a, const float* x, int64_t n, float* y);
 

@@ -92,6 +92,22 @@ GEMMAX_AVX2 float exp_sub_sum_avx2(float* x, int64_t n, float shift) {
   return sum;
 }
 
+GEMMAX_AVX2 double exp_sum_avx2(const float* x, int64_t n, float shift) {
+  const __m256 m = _mm256_set1_ps(shift);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
+  double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < n; ++i) sum += static_cast<double>(std::exp(x[i] - shift));
+  return sum;
+}
+
 GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
   if (n <= 0) return;
   __m256 vmax = _mm256_set1_ps(-INFINITY);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <numbers>
@@ -215,6 +216,26 @@ TEST(Elementwise, SoftmaxExpMatchesLibm) {
       const double other = 1.0 / (1.0 + std::exp(static_cast<double>(v)));  // not 1 - want
       EXPECT_NEAR(x[0], want, 2e-6 * want + 1e-37) << kernel_path_name(path) << " " << v;
       EXPECT_NEAR(x[9], other, 2e-6 * other + 1e-37) << kernel_path_name(path) << " " << v;
+    }
+  }
+}
+
+// exp_sum against f64 libm on every path: vector body and tail, -inf entries (0) and a shift at
+// the maximum (the log-softmax normaliser).
+TEST(Elementwise, ExpSumMatchesDoubleOnEveryPath) {
+  PathGuard guard;
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (int64_t n : {0, 1, 7, 8, 19, 1000}) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>((i * 37) % 101) * 0.3f - 20.0f;
+      if (n > 3) x[3] = -INFINITY;
+      const float shift = n > 0 ? *std::max_element(x.begin(), x.end()) : 0.0f;
+      double want = 0;
+      for (float v : x) want += std::exp(static_cast<double>(v) - shift);
+      const std::vector<float> before = x;
+      EXPECT_NEAR(exp_sum(x.data(), n, shift), want, 3e-6 * want) << kernel_path_name(path) << n;
+      EXPECT_EQ(x, before);  // read only
     }
   }
 }

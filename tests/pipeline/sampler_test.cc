@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -208,6 +209,34 @@ TEST(Sampler, LogprobsAreLogSoftmaxWithSortedAlternatives) {
   EXPECT_EQ(lp.top[2].first, 2);
   EXPECT_NEAR(lp.top[0].second, 3.0 - std::log(z), 1e-5);
   EXPECT_TRUE(token_logprob(l, 0, 0).top.empty());
+}
+
+TEST(Sampler, LogprobsOverALargeVocabularyMatchASortAndDoubleSums) {
+  // 70001 logits with many ties and a few -inf (banned ids): the normaliser against an f64 sum of
+  // libm exps, the top 20 against a full sort (value descending, then id ascending).
+  std::vector<float> l(70001);
+  for (size_t i = 0; i < l.size(); ++i)
+    l[i] = static_cast<float>((i * 2654435761u) % 997) / 50.0f - 10.0f;
+  l[5] = l[70000] = -INFINITY;
+  l[123] = 12.5f;
+  l[60000] = 12.5f;
+  const float max = 12.5f;
+  double z = 0;
+  for (float x : l) z += std::exp(static_cast<double>(x) - max);
+  const double log_z = max + std::log(z);
+  std::vector<int32_t> order(l.size());
+  for (size_t i = 0; i < l.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  for (int top_n : {1, 7, 20}) {
+    const TokenLogprob lp = token_logprob(l, 777, top_n);
+    EXPECT_NEAR(lp.logprob, l[777] - log_z, 1e-5);
+    ASSERT_EQ(lp.top.size(), static_cast<size_t>(top_n));
+    for (int i = 0; i < top_n; ++i) {
+      EXPECT_EQ(lp.top[i].first, order[i]) << i;
+      EXPECT_NEAR(lp.top[i].second, l[order[i]] - log_z, 1e-5);
+    }
+  }
+  EXPECT_EQ(token_logprob(l, 5, 2).logprob, -INFINITY);
 }
 
 TEST(SamplingParams, ValidateNamesTheField) {
