@@ -22,6 +22,10 @@ struct ByValueDesc {
   bool operator()(int32_t a, int32_t b) const { return v[a] != v[b] ? v[a] > v[b] : a < b; }
 };
 
+int32_t argmax(std::span<const float> x) {  // the lowest id on ties
+  return static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
+}
+
 }  // namespace
 
 void SamplingParams::validate(int64_t vocab_size) const {
@@ -141,12 +145,10 @@ double Sampler::uniform() {
 int32_t Sampler::sample(std::span<const float> logits) {
   const bool penalised = !params_.logit_bias.empty() || params_.repetition_penalty != 1.0 ||
                          params_.presence_penalty != 0 || params_.frequency_penalty != 0;
-  if (params_.greedy() && !penalised)  // no copy of the 262k logits (~0.6% of a 270M token)
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  if (params_.greedy() && !penalised) return argmax(logits);  // no copy of the 262k logits
   work_.assign(logits.begin(), logits.end());
   apply_penalties(work_);
-  if (params_.greedy())
-    return static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin());
+  if (params_.greedy()) return argmax(work_);
   return draw(work_);
 }
 

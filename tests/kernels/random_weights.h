@@ -16,23 +16,18 @@ namespace gemmax::testing {
 inline std::vector<int> scale_fields(DType t) {
   switch (t) {
     case DType::kQ4_0:
-      return {0};
-    case DType::kQ4_1:
-      return {0, 2};
     case DType::kQ5_0:
-      return {0};
-    case DType::kQ5_1:
-      return {0, 2};
     case DType::kQ8_0:
       return {0};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
     case DType::kQ2_K:
       return {80, 82};
     case DType::kQ3_K:
       return {108};
-    case DType::kQ4_K:
-      return {0, 2};
-    case DType::kQ5_K:
-      return {0, 2};
     case DType::kQ6_K:
       return {208};
     case DType::kQ5_0x4:
