@@ -277,9 +277,10 @@ void register_all() {
       if (path == KernelPath::kAvx2) {
         const Shape b1[] = {{"1b_up_1152x6912", 1152, 6912}, {"1b_down_6912x1152", 6912, 1152}};
         const Shape b4[] = {{"4b_up_2560x10240", 2560, 10240}, {"4b_down_10240x2560", 10240, 2560}};
-        const std::pair<DType, const Shape*> cases[] = {{DType::kBF16, b1}, {DType::kBF16, b4},
-                                                        {DType::kQ8_0, b1}, {DType::kQ4_0, b1},
-                                                        {DType::kQ4_K, b4}, {DType::kQ6_K, b4}};
+        const Shape m270[] = {{"270m_up_640x2048", 640, 2048}, {"270m_down_2048x640", 2048, 640}};
+        const std::pair<DType, const Shape*> cases[] = {
+            {DType::kBF16, m270}, {DType::kBF16, b1}, {DType::kBF16, b4}, {DType::kQ8_0, b1},
+            {DType::kQ4_0, b1},   {DType::kQ4_K, b4}, {DType::kQ6_K, b4}};
         for (const auto& [t, shapes] : cases)
           for (int i = 0; i < 2; ++i)
             benchmark::RegisterBenchmark(

@@ -9,6 +9,7 @@ struct CpuFeatures {
   bool avx2 = false;
   bool fma = false;
   bool f16c = false;
+  bool avx512f = false;  // (and enabled by the OS) the BF16 panel prefill's wider microkernel
 
   // Everything the AVX2 kernels use (AVX2 integer ops, FMA, F16C conversions).
   bool has_avx2_kernels() const { return avx2 && fma && f16c; }

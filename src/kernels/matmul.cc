@@ -104,6 +104,7 @@ struct Job {
   const uint8_t* act;     // prepared activations (x itself when kernel.act is kF32)
   size_t act_stride;      // bytes between token rows of `act`
   int64_t row_bytes = 0;  // of w, computed once (TensorView::row() recomputes it per call)
+  bool panels = false;    // act holds panel tiles (detail::pack_panel_tile) for panel_rows
   const uint8_t* weight_row(int64_t r) const {
     return reinterpret_cast<const uint8_t*>(w->data) + r * row_bytes;
   }
@@ -217,7 +218,12 @@ void rows_kernel(const Job& job, int64_t r0, int64_t r1) {
 }
 
 void run_rows(const Job& job, int64_t r0, int64_t r1) {
-  if (job.kernel.dot != nullptr) {
+  if (job.panels) {
+    detail::panel_rows(job.kernel.panel, job.kernel.panel_wide, job.weight_row(r0),
+                       static_cast<size_t>(job.row_bytes), r1 - r0,
+                       reinterpret_cast<const float*>(job.act), job.n_tokens, job.w->cols(),
+                       job.y + r0, static_cast<size_t>(job.w->rows()));
+  } else if (job.kernel.dot != nullptr) {
     rows_kernel(job, r0, r1);
   } else {
     rows_dequantized(job, r0, r1);
@@ -338,6 +344,36 @@ const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t 
   return act;
 }
 
+// Prefills of at least this many tokens take a kernel's panel GEMM when it has one: packing a
+// row block's weights costs about what 6-12 tokens of FMAs do.
+constexpr int64_t kPanelMinTokens = 16;
+
+bool use_panels(const detail::RowKernel& kn, int64_t n_tokens, int64_t k) {
+  return n_tokens >= kPanelMinTokens && detail::panel_supported(kn.panel, k);
+}
+
+// Packs the n_tokens rows of x into panel tiles of scheme s once per call (split over tiles); one
+// buffer per scheme, per calling thread, that only grows.
+const uint8_t* prepare_panels(detail::PanelScheme s, const float* x, int64_t n_tokens, int64_t k,
+                              ThreadPool* pool) {
+  thread_local std::vector<float> bufs[3];
+  constexpr int64_t kTile = detail::kPanelTokens;
+  float* out = scratch(bufs[static_cast<int>(s)], detail::panel_act_floats(n_tokens, k));
+  const auto pack_tiles = [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int n_valid = static_cast<int>(std::min(kTile, n_tokens - i * kTile));
+      detail::pack_panel_tile(s, x + i * kTile * k, k, n_valid, out + i * kTile * k);
+    }
+  };
+  const int64_t tiles = (n_tokens + kTile - 1) / kTile;
+  if (pool != nullptr && tiles > 1) {
+    pool->parallel_for(tiles, 1, pack_tiles);
+  } else {
+    pack_tiles(0, tiles);
+  }
+  return reinterpret_cast<const uint8_t*>(out);
+}
+
 }  // namespace
 
 void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput> outputs,
@@ -350,6 +386,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
   const bool avx2 = kernel_path() == KernelPath::kAvx2;
   const uint8_t* acts[detail::kActFormats] = {};
   size_t strides[detail::kActFormats] = {};
+  const uint8_t* panel_acts[3] = {};  // per PanelScheme
   for (const MatmulOutput& o : outputs) {
     check_operands("matmul", x, n_tokens, *o.w, o.y);
     if (o.w->cols() != outputs[0].w->cols())
@@ -360,7 +397,13 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     job = Job{x, n_tokens, o.w, o.y, avx2, {}, nullptr, 0, o.w->row_bytes()};
     if (avx2) job.kernel = detail::avx2_row_kernel(o.w->dtype, o.w->cols(), o.w->rows());
     const auto f = job.kernel.act;
-    if (f == detail::ActFormat::kF32) {  // f32 activations are used as they are
+    if (avx2 && o.w->rows() > 0 && use_panels(job.kernel, n_tokens, o.w->cols())) {
+      const auto slot = static_cast<int>(job.kernel.panel);
+      if (panel_acts[slot] == nullptr)
+        panel_acts[slot] = prepare_panels(job.kernel.panel, x, n_tokens, o.w->cols(), pool);
+      job.act = panel_acts[slot];
+      job.panels = true;
+    } else if (f == detail::ActFormat::kF32) {  // f32 activations are used as they are
       job.act = reinterpret_cast<const uint8_t*>(x);
       job.act_stride = static_cast<size_t>(o.w->cols()) * sizeof(float);
     } else if (job.kernel.dot != nullptr && n_tokens > 0 && o.w->rows() > 0) {

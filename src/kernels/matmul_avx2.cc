@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu_features.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
 
@@ -283,8 +284,6 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint
 // added in order, so a prefill may stop after any span and resume (TokensSpanFn): rows longer than
 // a few spans (the 1B/4B FFN down projections, 6912 and 10240 wide) then pass over the tokens span
 // group by span group with a tile's activations in L1 instead of L2.
-constexpr int64_t kPairSpan = 2048;
-
 template <int R, int T>
 GEMMAX_AVX2 inline void tile_bf16_pairs_span(const uint8_t* w, size_t row_bytes, const uint8_t* act,
                                              size_t act_stride, int64_t k0, int64_t k1, int64_t k,
@@ -788,6 +787,8 @@ RowKernel bf16_pairs_kernel() {
   kn.span = kPairSpan;
   kn.tokens_span = tile_bf16_pairs_span<2, 3>;
   kn.tokens_span_1row = tile_bf16_pairs_span<1, 3>;
+  kn.panel = PanelScheme::kPairs16;
+  kn.panel_wide = cpu_features().avx512f;
   return kn;
 }
 
@@ -802,8 +803,13 @@ RowKernel half_kernel(int64_t cols, int64_t rows) {
     return tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
                         tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
   }
-  return tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
-                      tile_half<kBf16, false, 1, 6>, tile_half<kBf16, false, 2, 6>>();
+  RowKernel kn = tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
+                              tile_half<kBf16, false, 1, 6>, tile_half<kBf16, false, 2, 6>>();
+  if constexpr (kBf16) {
+    kn.panel = PanelScheme::kChain8;
+    kn.panel_wide = cpu_features().avx512f;
+  }
+  return kn;
 }
 
 }  // namespace

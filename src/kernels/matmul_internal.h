@@ -65,6 +65,13 @@ using TokensSpanFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t*
 using RowsFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act_row,
                         int64_t k, float* y);
 
+// Rows of 16-bit weights are summed in FMA chains whose lanes each see one residue class of the
+// row's elements (matmul_avx2.cc): kChain8, one chain (lane l: elements 8g + l); kPairs16, the BF16
+// pair kernels' even and odd chains (elements 16i + 2l and 16i + 2l + 1), restarted every
+// kPairSpan elements. A panel GEMM that runs the same chains gives the same bits.
+enum class PanelScheme { kNone, kChain8, kPairs16 };
+constexpr int64_t kPairSpan = 2048;
+
 // The largest prefill tile.
 constexpr int kMaxTileTokens = 8, kMaxTileRows = 2;
 
@@ -77,7 +84,30 @@ struct RowKernel {
   RowsFn rows = nullptr;  // GEMV over a row range, when the format has one
   int64_t span = 0;       // > 0: rows are summed in spans of this many elements (TokensSpanFn)
   TokensSpanFn tokens_span = nullptr, tokens_span_1row = nullptr;  // tokens(_1row) over [k0, k1)
+  PanelScheme panel = PanelScheme::kNone;  // the chains of a BF16 kernel, for a panel prefill
+  bool panel_wide = false;                 // panel_rows' AVX-512 microkernels (CPU has AVX-512F)
 };
+
+// ---- prefill by packed panels (matmul_panels_avx2.cc) ----
+
+// Tokens per panel tile: activations are packed in tiles of 6 tokens (the last padded with zeros).
+constexpr int kPanelTokens = 6;
+
+// Whether rows of k elements can go through panels of scheme s (k a multiple of its classes).
+bool panel_supported(PanelScheme s, int64_t k);
+
+// Floats of the packed activations of n_tokens rows of k elements (whole tiles).
+size_t panel_act_floats(int64_t n_tokens, int64_t k);
+
+// Packs tokens [0, n_valid) of x (rows of k floats, n_valid <= kPanelTokens) into one tile of
+// kPanelTokens * k floats, in scheme s's class order; tokens past n_valid are zeros.
+void pack_panel_tile(PanelScheme s, const float* x, int64_t k, int n_valid, float* out);
+
+// y[t * ldy + r] for n_rows BF16 weight rows (row_bytes apart) and the n_tokens packed tokens of
+// xp: the same bits as the scheme's row kernel gives token t alone. wide: AVX-512 microkernels
+// (32 rows per panel; only when the CPU has AVX-512F), else AVX2 (16 rows); same bits either way.
+void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 
 // The AVX2 kernel of a weight format for rows of `cols` elements (F16/BF16 pick their scheme by
 // row length; dot == nullptr when there is none). Only call when the CPU has AVX2+FMA+F16C.

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_features.h"
 #include "kernels/dequantize.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/thread_pool.h"
@@ -147,24 +148,67 @@ TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
   const KernelPath saved = kernel_path();
   set_kernel_path(KernelPath::kAvx2);
   std::mt19937 rng(17);
-  const int64_t n = 13;
   ThreadPool pool(2);
   // Both sides of each switch to two chains: row length 1024, and 65536 rows (the LM head); and
   // BF16 rows long enough for a prefill to cut them into passes of whole spans (three passes of
-  // 2048, 2048 and 4 elements).
-  const std::pair<int64_t, int64_t> shapes[] = {{5, 77},   {5, 640},        {5, 1035},
-                                                {5, 1152}, {65536 + 3, 40}, {5, 4100}};
+  // 2048, 2048 and 4 elements). 41 tokens take the panel prefill (matmul_panels_avx2.cc) where the
+  // row length allows it: 41 rows leave a partial row block, 41 tokens a partial tile, 4112
+  // elements three pair spans (2048, 2048, 16) and a partial token block.
+  const std::pair<int64_t, int64_t> shapes[] = {{5, 77},         {5, 640},  {5, 1035},
+                                                {5, 1152},       {41, 640}, {41, 1152},
+                                                {65536 + 3, 40}, {5, 4100}, {41, 4112}};
   for (const auto& [rows, cols] : shapes) {
-    for (DType t : {DType::kBF16, DType::kF16}) {
-      const Weights w = random_weights(t, rows, cols, rng);
-      const std::vector<float> x = random_x(n * cols, rng);
-      const std::string what =
-          std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
-      expect_tokens_match_alone(w.view, x, n, &pool, what);
-      expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
+    for (const int64_t n : {13, 41}) {
+      for (DType t : {DType::kBF16, DType::kF16}) {
+        if (rows > 65536 && n > 13) continue;  // the LM head's shape once is enough
+        const Weights w = random_weights(t, rows, cols, rng);
+        const std::vector<float> x = random_x(n * cols, rng);
+        const std::string what = std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" +
+                                 std::to_string(cols) + ", " + std::to_string(n) + " tokens";
+        expect_tokens_match_alone(w.view, x, n, &pool, what);
+        expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
+      }
     }
   }
   set_kernel_path(saved);
+}
+
+// The panel prefill on each microkernel this CPU can run (AVX2's 16 rows, AVX-512's 32) against
+// the row kernel's GEMV, token by token, bit for bit: 45 rows leave a partial block on both, 20
+// tokens a partial tile, 4112 elements three pair spans; 640 is the one-chain scheme. A CPU without
+// AVX-512 tests only the AVX2 microkernel here (and the wide one runs where it exists).
+TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(29);
+  const int64_t rows = 45, n = 20;
+  for (const int64_t cols : {640, 4112}) {
+    const Weights w = random_weights(DType::kBF16, rows, cols, rng);
+    const std::vector<float> x = random_x(n * cols, rng);
+    const detail::RowKernel kn = detail::avx2_row_kernel(DType::kBF16, cols, rows);
+    ASSERT_TRUE(detail::panel_supported(kn.panel, cols)) << cols;
+    const auto* wb = reinterpret_cast<const uint8_t*>(w.view.data);
+    const size_t row_bytes = static_cast<size_t>(w.view.row_bytes());
+    std::vector<float> want(n * rows);
+    std::vector<uint8_t> act(detail::act_row_bytes(kn.act, cols));
+    for (int64_t t = 0; t < n; ++t) {
+      detail::quantize_act_row(kn.act, x.data() + t * cols, cols, act.data());
+      kn.rows(wb, row_bytes, rows, act.data(), cols, want.data() + t * rows);
+    }
+    std::vector<float> xp(detail::panel_act_floats(n, cols));
+    constexpr int kTile = detail::kPanelTokens;
+    for (int64_t t0 = 0; t0 < n; t0 += kTile)
+      detail::pack_panel_tile(kn.panel, x.data() + t0 * cols, cols,
+                              static_cast<int>(std::min<int64_t>(kTile, n - t0)),
+                              xp.data() + t0 * cols);
+    for (const bool wide : {false, true}) {
+      if (wide && !cpu_features().avx512f) continue;
+      std::vector<float> got(n * rows, -1.0f);
+      detail::panel_rows(kn.panel, wide, wb, row_bytes, rows, xp.data(), n, cols, got.data(),
+                         static_cast<size_t>(rows));
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+          << cols << " columns, " << (wide ? "AVX-512" : "AVX2");
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulTest,

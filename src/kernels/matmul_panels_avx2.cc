@@ -1,0 +1,267 @@
+// Prefill of BF16 weights by packed panels (the BLIS scheme: pack both operands into the order the
+// microkernel reads, so that every load feeds several FMAs), computing the very same FMA chains as
+// the row kernels of matmul_avx2.cc, so a token's result still does not depend on its batch.
+//
+// A row kernel keeps one 8-lane accumulator per chain, and lane l of a chain only ever sees the
+// elements of one residue class of the row (tile_half, one chain: element 8g + l; the pair kernels:
+// element 16i + 2l in the even chain, 16i + 2l + 1 in the odd one). Each lane is therefore a
+// sequence of FMAs over its class, from zero, that the row kernel ends with a fixed sum of the
+// lanes. The panel GEMM runs each class as its own sequence, one class after another: a register
+// holds that class's accumulators for 8 rows, the weights of 16 rows come packed as f32 in class
+// order (two loads per step), the activations of 6 tokens packed the same way (six broadcasts per
+// step) - 12 FMAs per 8 loads, with no widening in the loop. The class sums are stored and then
+// added in the row kernel's order (hsum of even + odd), one span after another. Against the row
+// tiles of 2 rows x 3 tokens this takes the bf16 -> f32 conversion out of the inner loop and loads
+// each weight once per 6 tokens instead of 3.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/matmul_internal.h"
+#include "tensor/half.h"
+
+#define GEMMAX_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define GEMMAX_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+
+namespace gemmax::detail {
+namespace {
+
+constexpr int kTileTokens = kPanelTokens;
+constexpr int kBlockTiles = 8;  // token tiles that reuse one class of packed weights from L1
+
+// The classes of a scheme and the elements its chains restart after (a span).
+struct Layout {
+  int classes;
+  int64_t span;
+};
+
+Layout layout_of(PanelScheme s, int64_t k) {
+  return s == PanelScheme::kPairs16 ? Layout{16, kPairSpan} : Layout{8, std::max<int64_t>(k, 1)};
+}
+
+// acc[t][h] (token t, rows 8h..8h+7) = the FMA chain over n steps of w (16 rows per step) and x
+// (6 tokens per step), from zero; stored to p[t * 16 + r].
+GEMMAX_AVX2 void micro_6x16(const float* w, const float* x, int64_t n, float* p) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
+  for (int64_t i = 0; i < n; ++i, w += 16, x += kTileTokens) {
+    const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+    __m256 xb = _mm256_broadcast_ss(x);
+    a0 = _mm256_fmadd_ps(w0, xb, a0), b0 = _mm256_fmadd_ps(w1, xb, b0);
+    xb = _mm256_broadcast_ss(x + 1);
+    a1 = _mm256_fmadd_ps(w0, xb, a1), b1 = _mm256_fmadd_ps(w1, xb, b1);
+    xb = _mm256_broadcast_ss(x + 2);
+    a2 = _mm256_fmadd_ps(w0, xb, a2), b2 = _mm256_fmadd_ps(w1, xb, b2);
+    xb = _mm256_broadcast_ss(x + 3);
+    a3 = _mm256_fmadd_ps(w0, xb, a3), b3 = _mm256_fmadd_ps(w1, xb, b3);
+    xb = _mm256_broadcast_ss(x + 4);
+    a4 = _mm256_fmadd_ps(w0, xb, a4), b4 = _mm256_fmadd_ps(w1, xb, b4);
+    xb = _mm256_broadcast_ss(x + 5);
+    a5 = _mm256_fmadd_ps(w0, xb, a5), b5 = _mm256_fmadd_ps(w1, xb, b5);
+  }
+  const __m256 acc[2][6] = {{a0, a1, a2, a3, a4, a5}, {b0, b1, b2, b3, b4, b5}};
+  for (int t = 0; t < kTileTokens; ++t) {
+    _mm256_storeu_ps(p + t * 16, acc[0][t]);
+    _mm256_storeu_ps(p + t * 16 + 8, acc[1][t]);
+  }
+}
+
+// The same for 32 rows in two 16-lane AVX-512 vectors: each lane runs the same FMAs (one rounding
+// each) as in micro_6x16, at twice the FMAs per instruction.
+GEMMAX_AVX512 void micro_6x32(const float* w, const float* x, int64_t n, float* p) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
+  for (int64_t i = 0; i < n; ++i, w += 32, x += kTileTokens) {
+    const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+    __m512 xb = _mm512_set1_ps(x[0]);
+    a0 = _mm512_fmadd_ps(w0, xb, a0), b0 = _mm512_fmadd_ps(w1, xb, b0);
+    xb = _mm512_set1_ps(x[1]);
+    a1 = _mm512_fmadd_ps(w0, xb, a1), b1 = _mm512_fmadd_ps(w1, xb, b1);
+    xb = _mm512_set1_ps(x[2]);
+    a2 = _mm512_fmadd_ps(w0, xb, a2), b2 = _mm512_fmadd_ps(w1, xb, b2);
+    xb = _mm512_set1_ps(x[3]);
+    a3 = _mm512_fmadd_ps(w0, xb, a3), b3 = _mm512_fmadd_ps(w1, xb, b3);
+    xb = _mm512_set1_ps(x[4]);
+    a4 = _mm512_fmadd_ps(w0, xb, a4), b4 = _mm512_fmadd_ps(w1, xb, b4);
+    xb = _mm512_set1_ps(x[5]);
+    a5 = _mm512_fmadd_ps(w0, xb, a5), b5 = _mm512_fmadd_ps(w1, xb, b5);
+  }
+  const __m512 acc[2][6] = {{a0, a1, a2, a3, a4, a5}, {b0, b1, b2, b3, b4, b5}};
+  for (int t = 0; t < kTileTokens; ++t) {
+    _mm512_storeu_ps(p + t * 32, acc[0][t]);
+    _mm512_storeu_ps(p + t * 32 + 16, acc[1][t]);
+  }
+}
+
+// Rows per micro-panel and the microkernel for them.
+template <int R>
+GEMMAX_AVX2 void micro(const float* w, const float* x, int64_t n, float* p) {
+  if constexpr (R == 32) {
+    micro_6x32(w, x, n, p);
+  } else {
+    micro_6x16(w, x, n, p);
+  }
+}
+
+GEMMAX_AVX2 inline __m256 load8_bf16(const uint8_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+// In place: v[c] lane r = v[r] lane c before.
+GEMMAX_AVX2 inline void transpose8x8(__m256 (&v)[8]) {
+  __m256 t[8], u[8];
+  for (int j = 0; j < 4; ++j) {
+    t[2 * j] = _mm256_unpacklo_ps(v[2 * j], v[2 * j + 1]);
+    t[2 * j + 1] = _mm256_unpackhi_ps(v[2 * j], v[2 * j + 1]);
+  }
+  for (int j = 0; j < 2; ++j) {
+    u[4 * j] = _mm256_shuffle_ps(t[4 * j], t[4 * j + 2], 0x44);
+    u[4 * j + 1] = _mm256_shuffle_ps(t[4 * j], t[4 * j + 2], 0xee);
+    u[4 * j + 2] = _mm256_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0x44);
+    u[4 * j + 3] = _mm256_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x20);
+    v[j + 4] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x31);
+  }
+}
+
+// wp[(c * n_i + i) * R + r] = element base + C * i + c of row r (zero for rows past n_r), as f32:
+// per step i and 8 classes, an 8 x 8 transpose for every 8 rows' converted weights.
+template <int R>
+GEMMAX_AVX2 void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, int64_t base,
+                              int64_t len, int classes, float* wp) {
+  const int64_t n_i = len / classes;
+  for (int64_t i = 0; i < n_i; ++i) {
+    for (int q = 0; q < classes; q += 8) {
+      const size_t off = 2 * static_cast<size_t>(base + classes * i + q);
+      for (int h = 0; h < R / 8; ++h) {
+        __m256 v[8];
+        for (int r = 0; r < 8; ++r)
+          v[r] =
+              8 * h + r < n_r ? load8_bf16(w + (8 * h + r) * row_bytes + off) : _mm256_setzero_ps();
+        transpose8x8(v);
+        for (int c = 0; c < 8; ++c) _mm256_storeu_ps(wp + ((q + c) * n_i + i) * R + 8 * h, v[c]);
+      }
+    }
+  }
+}
+
+// The row kernel's final sum of one span: lane l of the chain is class l (one chain) or classes
+// 2l + 2l + 1 (even + odd chains), and hsum adds lanes (l, l + 4), then (0, 2) and (1, 3), then the
+// two; here for 8 rows at once. part[c * 6R + t * R + r] holds class c's chain of (token t, row
+// r); y[t * ldy + r] = the span's sum (first span) or y + the sum, for t < n_t and r < n_r.
+template <PanelScheme S, int R>
+GEMMAX_AVX2 void reduce_span(const float* part, int n_t, int n_r, bool first, float* y,
+                             size_t ldy) {
+  constexpr int kClassFloats = kTileTokens * R;
+  for (int t = 0; t < n_t; ++t) {
+    alignas(32) float s[R];
+    for (int h = 0; h < R / 8; ++h) {
+      const float* p = part + t * R + 8 * h;
+      __m256 v[8];
+      for (int l = 0; l < 8; ++l) {
+        if constexpr (S == PanelScheme::kPairs16) {
+          v[l] = _mm256_add_ps(_mm256_loadu_ps(p + 2 * l * kClassFloats),
+                               _mm256_loadu_ps(p + (2 * l + 1) * kClassFloats));
+        } else {
+          v[l] = _mm256_loadu_ps(p + l * kClassFloats);
+        }
+      }
+      const __m256 s4_0 = _mm256_add_ps(v[0], v[4]), s4_1 = _mm256_add_ps(v[1], v[5]);
+      const __m256 s4_2 = _mm256_add_ps(v[2], v[6]), s4_3 = _mm256_add_ps(v[3], v[7]);
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(s4_0, s4_2), _mm256_add_ps(s4_1, s4_3));
+      _mm256_store_ps(s + 8 * h, sum);
+    }
+    float* o = y + t * ldy;
+    if (n_r == R) {
+      for (int h = 0; h < R / 8; ++h) {
+        const __m256 v = _mm256_load_ps(s + 8 * h);
+        _mm256_storeu_ps(o + 8 * h, first ? v : _mm256_add_ps(_mm256_loadu_ps(o + 8 * h), v));
+      }
+    } else {
+      for (int r = 0; r < n_r; ++r) o[r] = first ? s[r] : o[r] + s[r];
+    }
+  }
+}
+
+template <typename T>
+T* grow(std::vector<T>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+template <PanelScheme S, int R>
+void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* xp,
+                       int64_t n_tokens, int64_t k, float* y, size_t ldy) {
+  const Layout lay = layout_of(S, k);
+  constexpr int kClassFloats = kTileTokens * R;
+  thread_local std::vector<float> wp_buf, part_buf;
+  float* wp = grow(wp_buf, static_cast<size_t>(R * std::min(lay.span, k)));
+  float* part = grow(part_buf, static_cast<size_t>(kBlockTiles * lay.classes * kClassFloats));
+  const int64_t n_tiles = (n_tokens + kTileTokens - 1) / kTileTokens;
+  for (int64_t base = 0; base < k; base += lay.span) {
+    const int64_t len = std::min(lay.span, k - base), n_i = len / lay.classes;
+    for (int64_t rb = 0; rb < n_rows; rb += R) {
+      const int n_r = static_cast<int>(std::min<int64_t>(R, n_rows - rb));
+      pack_weights<R>(w + rb * row_bytes, row_bytes, n_r, base, len, lay.classes, wp);
+      for (int64_t tile0 = 0; tile0 < n_tiles; tile0 += kBlockTiles) {
+        const int nt = static_cast<int>(std::min<int64_t>(kBlockTiles, n_tiles - tile0));
+        for (int c = 0; c < lay.classes; ++c) {
+          for (int j = 0; j < nt; ++j) {
+            const float* xc = xp + (tile0 + j) * kTileTokens * k + kTileTokens * (base + c * n_i);
+            micro<R>(wp + c * n_i * R, xc, n_i, part + (j * lay.classes + c) * kClassFloats);
+          }
+        }
+        for (int j = 0; j < nt; ++j) {
+          const int64_t t0 = (tile0 + j) * kTileTokens;
+          const int n_t = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t0));
+          reduce_span<S, R>(part + j * lay.classes * kClassFloats, n_t, n_r, base == 0,
+                            y + t0 * ldy + rb, ldy);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool panel_supported(PanelScheme s, int64_t k) {
+  return s != PanelScheme::kNone && k > 0 && k % layout_of(s, k).classes == 0;
+}
+
+size_t panel_act_floats(int64_t n_tokens, int64_t k) {
+  return static_cast<size_t>((n_tokens + kTileTokens - 1) / kTileTokens * kTileTokens * k);
+}
+
+void pack_panel_tile(PanelScheme s, const float* x, int64_t k, int n_valid, float* out) {
+  const Layout lay = layout_of(s, k);
+  for (int64_t base = 0; base < k; base += lay.span) {
+    const int64_t len = std::min(lay.span, k - base), n_i = len / lay.classes;
+    float* o = out + kTileTokens * base;
+    for (int t = 0; t < kTileTokens; ++t) {
+      const float* xt = t < n_valid ? x + t * k + base : nullptr;  // past n_valid: zeros
+      for (int64_t i = 0; i < n_i; ++i)
+        for (int c = 0; c < lay.classes; ++c)
+          o[(c * n_i + i) * kTileTokens + t] = xt != nullptr ? xt[lay.classes * i + c] : 0.0f;
+    }
+  }
+}
+
+void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy) {
+  constexpr PanelScheme kPairs = PanelScheme::kPairs16, kChain = PanelScheme::kChain8;
+  if (wide) {
+    if (s == kPairs)
+      return panel_rows_scheme<kPairs, 32>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+    return panel_rows_scheme<kChain, 32>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+  }
+  if (s == kPairs)
+    return panel_rows_scheme<kPairs, 16>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+  panel_rows_scheme<kChain, 16>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+}
+
+}  // namespace gemmax::detail
