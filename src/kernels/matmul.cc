@@ -354,18 +354,20 @@ bool use_panels(const detail::RowKernel& kn, int64_t n_tokens, int64_t k) {
 
 // Packs the n_tokens rows of x into panel tiles of scheme s once per call (split over tiles); one
 // buffer per scheme, per calling thread, that only grows.
-const uint8_t* prepare_panels(detail::PanelScheme s, const float* x, int64_t n_tokens, int64_t k,
-                              ThreadPool* pool) {
+const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, int64_t n_tokens,
+                              int64_t k, ThreadPool* pool) {
   thread_local std::vector<float> bufs[3];
-  constexpr int64_t kTile = detail::kPanelTokens;
-  float* out = scratch(bufs[static_cast<int>(s)], detail::panel_act_floats(n_tokens, k));
+  const int64_t tile = detail::panel_tile_tokens(wide);
+  float* out = scratch(bufs[static_cast<int>(s)],
+                       detail::panel_act_floats(n_tokens, k, static_cast<int>(tile)));
   const auto pack_tiles = [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int n_valid = static_cast<int>(std::min(kTile, n_tokens - i * kTile));
-      detail::pack_panel_tile(s, x + i * kTile * k, k, n_valid, out + i * kTile * k);
+      const int n_valid = static_cast<int>(std::min(tile, n_tokens - i * tile));
+      detail::pack_panel_tile(s, static_cast<int>(tile), x + i * tile * k, k, n_valid,
+                              out + i * tile * k);
     }
   };
-  const int64_t tiles = (n_tokens + kTile - 1) / kTile;
+  const int64_t tiles = (n_tokens + tile - 1) / tile;
   if (pool != nullptr && tiles > 1) {
     pool->parallel_for(tiles, 1, pack_tiles);
   } else {
@@ -400,7 +402,8 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     if (avx2 && o.w->rows() > 0 && use_panels(job.kernel, n_tokens, o.w->cols())) {
       const auto slot = static_cast<int>(job.kernel.panel);
       if (panel_acts[slot] == nullptr)
-        panel_acts[slot] = prepare_panels(job.kernel.panel, x, n_tokens, o.w->cols(), pool);
+        panel_acts[slot] =
+            prepare_panels(job.kernel.panel, job.kernel.panel_wide, x, n_tokens, o.w->cols(), pool);
       job.act = panel_acts[slot];
       job.panels = true;
     } else if (f == detail::ActFormat::kF32) {  // f32 activations are used as they are

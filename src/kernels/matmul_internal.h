@@ -90,22 +90,24 @@ struct RowKernel {
 
 // ---- prefill by packed panels (matmul_panels_avx2.cc) ----
 
-// Tokens per panel tile: activations are packed in tiles of 6 tokens (the last padded with zeros).
-constexpr int kPanelTokens = 6;
-
 // Whether rows of k elements can go through panels of scheme s (k a multiple of its classes).
 bool panel_supported(PanelScheme s, int64_t k);
 
-// Floats of the packed activations of n_tokens rows of k elements (whole tiles).
-size_t panel_act_floats(int64_t n_tokens, int64_t k);
+// Tokens per panel tile for panel_rows(wide): activations are packed in tiles of that many tokens
+// (the last padded with zeros), the token count of its microkernel.
+int panel_tile_tokens(bool wide);
 
-// Packs tokens [0, n_valid) of x (rows of k floats, n_valid <= kPanelTokens) into one tile of
-// kPanelTokens * k floats, in scheme s's class order; tokens past n_valid are zeros.
-void pack_panel_tile(PanelScheme s, const float* x, int64_t k, int n_valid, float* out);
+// Floats of the packed activations of n_tokens rows of k elements (whole tiles of `tile`).
+size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile);
+
+// Packs tokens [0, n_valid) of x (rows of k floats, n_valid <= tile) into one tile of tile * k
+// floats, in scheme s's class order; tokens past n_valid are zeros.
+void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid, float* out);
 
 // y[t * ldy + r] for n_rows BF16 weight rows (row_bytes apart) and the n_tokens packed tokens of
-// xp: the same bits as the scheme's row kernel gives token t alone. wide: AVX-512 microkernels
-// (32 rows per panel; only when the CPU has AVX-512F), else AVX2 (16 rows); same bits either way.
+// xp (tiles of panel_tile_tokens(wide)): the same bits as the scheme's row kernel gives token t
+// alone. wide: AVX-512 microkernels (32 rows x 8 tokens; only when the CPU has AVX-512F), else
+// AVX2 (16 rows x 6 tokens); the same bits either way.
 void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
                 const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 

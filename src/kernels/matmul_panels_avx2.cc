@@ -28,7 +28,6 @@
 namespace gemmax::detail {
 namespace {
 
-constexpr int kTileTokens = kPanelTokens;
 constexpr int kBlockTiles = 8;  // token tiles that reuse one class of packed weights from L1
 
 // The classes of a scheme and the elements its chains restart after (a span).
@@ -42,66 +41,64 @@ Layout layout_of(PanelScheme s, int64_t k) {
 }
 
 // acc[t][h] (token t, rows 8h..8h+7) = the FMA chain over n steps of w (16 rows per step) and x
-// (6 tokens per step), from zero; stored to p[t * 16 + r].
-GEMMAX_AVX2 void micro_6x16(const float* w, const float* x, int64_t n, float* p) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
-  for (int64_t i = 0; i < n; ++i, w += 16, x += kTileTokens) {
+// (T tokens per step), from zero; stored to p[t * 16 + r]. 2T accumulators, 2 + T loads per 2T
+// FMAs.
+template <int T>
+GEMMAX_AVX2 void micro_avx2(const float* w, const float* x, int64_t n, float* p) {
+  __m256 a[T], b[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) a[t] = b[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; ++i, w += 16, x += T) {
     const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
-    __m256 xb = _mm256_broadcast_ss(x);
-    a0 = _mm256_fmadd_ps(w0, xb, a0), b0 = _mm256_fmadd_ps(w1, xb, b0);
-    xb = _mm256_broadcast_ss(x + 1);
-    a1 = _mm256_fmadd_ps(w0, xb, a1), b1 = _mm256_fmadd_ps(w1, xb, b1);
-    xb = _mm256_broadcast_ss(x + 2);
-    a2 = _mm256_fmadd_ps(w0, xb, a2), b2 = _mm256_fmadd_ps(w1, xb, b2);
-    xb = _mm256_broadcast_ss(x + 3);
-    a3 = _mm256_fmadd_ps(w0, xb, a3), b3 = _mm256_fmadd_ps(w1, xb, b3);
-    xb = _mm256_broadcast_ss(x + 4);
-    a4 = _mm256_fmadd_ps(w0, xb, a4), b4 = _mm256_fmadd_ps(w1, xb, b4);
-    xb = _mm256_broadcast_ss(x + 5);
-    a5 = _mm256_fmadd_ps(w0, xb, a5), b5 = _mm256_fmadd_ps(w1, xb, b5);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const __m256 xb = _mm256_broadcast_ss(x + t);
+      a[t] = _mm256_fmadd_ps(w0, xb, a[t]);
+      b[t] = _mm256_fmadd_ps(w1, xb, b[t]);
+    }
   }
-  const __m256 acc[2][6] = {{a0, a1, a2, a3, a4, a5}, {b0, b1, b2, b3, b4, b5}};
-  for (int t = 0; t < kTileTokens; ++t) {
-    _mm256_storeu_ps(p + t * 16, acc[0][t]);
-    _mm256_storeu_ps(p + t * 16 + 8, acc[1][t]);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    _mm256_storeu_ps(p + t * 16, a[t]);
+    _mm256_storeu_ps(p + t * 16 + 8, b[t]);
   }
 }
 
 // The same for 32 rows in two 16-lane AVX-512 vectors: each lane runs the same FMAs (one rounding
-// each) as in micro_6x16, at twice the FMAs per instruction.
-GEMMAX_AVX512 void micro_6x32(const float* w, const float* x, int64_t n, float* p) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
-  for (int64_t i = 0; i < n; ++i, w += 32, x += kTileTokens) {
+// each) as in micro_avx2, at twice the FMAs per instruction.
+template <int T>
+GEMMAX_AVX512 void micro_avx512(const float* w, const float* x, int64_t n, float* p) {
+  __m512 a[T], b[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) a[t] = b[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i, w += 32, x += T) {
     const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
-    __m512 xb = _mm512_set1_ps(x[0]);
-    a0 = _mm512_fmadd_ps(w0, xb, a0), b0 = _mm512_fmadd_ps(w1, xb, b0);
-    xb = _mm512_set1_ps(x[1]);
-    a1 = _mm512_fmadd_ps(w0, xb, a1), b1 = _mm512_fmadd_ps(w1, xb, b1);
-    xb = _mm512_set1_ps(x[2]);
-    a2 = _mm512_fmadd_ps(w0, xb, a2), b2 = _mm512_fmadd_ps(w1, xb, b2);
-    xb = _mm512_set1_ps(x[3]);
-    a3 = _mm512_fmadd_ps(w0, xb, a3), b3 = _mm512_fmadd_ps(w1, xb, b3);
-    xb = _mm512_set1_ps(x[4]);
-    a4 = _mm512_fmadd_ps(w0, xb, a4), b4 = _mm512_fmadd_ps(w1, xb, b4);
-    xb = _mm512_set1_ps(x[5]);
-    a5 = _mm512_fmadd_ps(w0, xb, a5), b5 = _mm512_fmadd_ps(w1, xb, b5);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[t]);
+      a[t] = _mm512_fmadd_ps(w0, xb, a[t]);
+      b[t] = _mm512_fmadd_ps(w1, xb, b[t]);
+    }
   }
-  const __m512 acc[2][6] = {{a0, a1, a2, a3, a4, a5}, {b0, b1, b2, b3, b4, b5}};
-  for (int t = 0; t < kTileTokens; ++t) {
-    _mm512_storeu_ps(p + t * 32, acc[0][t]);
-    _mm512_storeu_ps(p + t * 32 + 16, acc[1][t]);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    _mm512_storeu_ps(p + t * 32, a[t]);
+    _mm512_storeu_ps(p + t * 32 + 16, b[t]);
   }
 }
 
-// Rows per micro-panel and the microkernel for them.
-template <int R>
+// The microkernels' shapes: R rows x T tokens. AVX2 has 16 registers: 12 accumulators, two
+// weight vectors and a broadcast. AVX-512 has 32, and 8 tokens (16 accumulators: 10 loads per 16
+// FMAs) ran an L1-resident chain at ~87 GMAC/s on one thread here against ~75 for 6 tokens (8
+// loads per 12 FMAs; the FMA peak is ~104).
+constexpr int kNarrowRows = 16, kNarrowTokens = 6, kWideRows = 32, kWideTokens = 8;
+
+template <int R, int T>
 GEMMAX_AVX2 void micro(const float* w, const float* x, int64_t n, float* p) {
-  if constexpr (R == 32) {
-    micro_6x32(w, x, n, p);
+  if constexpr (R == kWideRows) {
+    micro_avx512<T>(w, x, n, p);
   } else {
-    micro_6x16(w, x, n, p);
+    micro_avx2<T>(w, x, n, p);
   }
 }
 
@@ -135,14 +132,22 @@ template <int R>
 GEMMAX_AVX2 void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, int64_t base,
                               int64_t len, int classes, float* wp) {
   const int64_t n_i = len / classes;
-  for (int64_t i = 0; i < n_i; ++i) {
-    for (int q = 0; q < classes; q += 8) {
-      const size_t off = 2 * static_cast<size_t>(base + classes * i + q);
-      for (int h = 0; h < R / 8; ++h) {
+  for (int h = 0; h < R / 8; ++h) {
+    const uint8_t* rows[8];
+    for (int r = 0; r < 8; ++r) rows[r] = 8 * h + r < n_r ? w + (8 * h + r) * row_bytes : nullptr;
+    for (int64_t i = 0; i < n_i; ++i) {
+      const size_t off = 2 * static_cast<size_t>(base + classes * i);
+      // The weights come from memory (a prefill reads each once); eight streams at a time, each
+      // asked for 1 KiB ahead, instead of 32 rows at once left to the hardware prefetcher (the
+      // pack was ~15% of a 1B prefill, 4% when the same matrix sat in the L3 cache).
+      if (off % 64 == 0)
+        for (int r = 0; r < 8; ++r)
+          if (rows[r] != nullptr)
+            _mm_prefetch(reinterpret_cast<const char*>(rows[r] + off + 1024), _MM_HINT_T0);
+      for (int q = 0; q < classes; q += 8) {
         __m256 v[8];
         for (int r = 0; r < 8; ++r)
-          v[r] =
-              8 * h + r < n_r ? load8_bf16(w + (8 * h + r) * row_bytes + off) : _mm256_setzero_ps();
+          v[r] = rows[r] != nullptr ? load8_bf16(rows[r] + off + 2 * q) : _mm256_setzero_ps();
         transpose8x8(v);
         for (int c = 0; c < 8; ++c) _mm256_storeu_ps(wp + ((q + c) * n_i + i) * R + 8 * h, v[c]);
       }
@@ -152,12 +157,12 @@ GEMMAX_AVX2 void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, int64
 
 // The row kernel's final sum of one span: lane l of the chain is class l (one chain) or classes
 // 2l + 2l + 1 (even + odd chains), and hsum adds lanes (l, l + 4), then (0, 2) and (1, 3), then the
-// two; here for 8 rows at once. part[c * 6R + t * R + r] holds class c's chain of (token t, row
+// two; here for 8 rows at once. part[c * TR + t * R + r] holds class c's chain of (token t, row
 // r); y[t * ldy + r] = the span's sum (first span) or y + the sum, for t < n_t and r < n_r.
-template <PanelScheme S, int R>
+template <PanelScheme S, int R, int T>
 GEMMAX_AVX2 void reduce_span(const float* part, int n_t, int n_r, bool first, float* y,
                              size_t ldy) {
-  constexpr int kClassFloats = kTileTokens * R;
+  constexpr int kClassFloats = T * R;
   for (int t = 0; t < n_t; ++t) {
     alignas(32) float s[R];
     for (int h = 0; h < R / 8; ++h) {
@@ -194,15 +199,47 @@ T* grow(std::vector<T>& buf, size_t n) {
   return buf.data();
 }
 
-template <PanelScheme S, int R>
+// reduce_span for R = 32 in 16-lane vectors: the same additions in the same order, half the
+// instructions (it was ~6% of a 1B prefill in 8-lane vectors).
+template <PanelScheme S, int T>
+GEMMAX_AVX512 void reduce_span_wide(const float* part, int n_t, int n_r, bool first, float* y,
+                                    size_t ldy) {
+  constexpr int R = 32, kClassFloats = T * R;
+  for (int t = 0; t < n_t; ++t) {
+    float* o = y + t * ldy;
+    for (int h = 0; h < 2; ++h) {
+      const float* p = part + t * R + 16 * h;
+      __m512 v[8];
+      for (int l = 0; l < 8; ++l) {
+        if constexpr (S == PanelScheme::kPairs16) {
+          v[l] = _mm512_add_ps(_mm512_loadu_ps(p + 2 * l * kClassFloats),
+                               _mm512_loadu_ps(p + (2 * l + 1) * kClassFloats));
+        } else {
+          v[l] = _mm512_loadu_ps(p + l * kClassFloats);
+        }
+      }
+      const __m512 s4_0 = _mm512_add_ps(v[0], v[4]), s4_1 = _mm512_add_ps(v[1], v[5]);
+      const __m512 s4_2 = _mm512_add_ps(v[2], v[6]), s4_3 = _mm512_add_ps(v[3], v[7]);
+      const __m512 sum = _mm512_add_ps(_mm512_add_ps(s4_0, s4_2), _mm512_add_ps(s4_1, s4_3));
+      // Rows past n_r are masked off (a partial block at the end of the range).
+      const int valid = std::clamp(n_r - 16 * h, 0, 16);
+      const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1u);
+      float* oh = o + 16 * h;
+      _mm512_mask_storeu_ps(oh, m, first ? sum : _mm512_add_ps(_mm512_maskz_loadu_ps(m, oh), sum));
+    }
+  }
+}
+
+// Rows [0, n_rows) x every token, R rows x T tokens per microkernel call; xp in tiles of T.
+template <PanelScheme S, int R, int T>
 void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* xp,
                        int64_t n_tokens, int64_t k, float* y, size_t ldy) {
   const Layout lay = layout_of(S, k);
-  constexpr int kClassFloats = kTileTokens * R;
+  constexpr int kClassFloats = T * R;
   thread_local std::vector<float> wp_buf, part_buf;
   float* wp = grow(wp_buf, static_cast<size_t>(R * std::min(lay.span, k)));
   float* part = grow(part_buf, static_cast<size_t>(kBlockTiles * lay.classes * kClassFloats));
-  const int64_t n_tiles = (n_tokens + kTileTokens - 1) / kTileTokens;
+  const int64_t n_tiles = (n_tokens + T - 1) / T;
   for (int64_t base = 0; base < k; base += lay.span) {
     const int64_t len = std::min(lay.span, k - base), n_i = len / lay.classes;
     for (int64_t rb = 0; rb < n_rows; rb += R) {
@@ -212,15 +249,19 @@ void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const
         const int nt = static_cast<int>(std::min<int64_t>(kBlockTiles, n_tiles - tile0));
         for (int c = 0; c < lay.classes; ++c) {
           for (int j = 0; j < nt; ++j) {
-            const float* xc = xp + (tile0 + j) * kTileTokens * k + kTileTokens * (base + c * n_i);
-            micro<R>(wp + c * n_i * R, xc, n_i, part + (j * lay.classes + c) * kClassFloats);
+            const float* xc = xp + (tile0 + j) * T * k + T * (base + c * n_i);
+            micro<R, T>(wp + c * n_i * R, xc, n_i, part + (j * lay.classes + c) * kClassFloats);
           }
         }
         for (int j = 0; j < nt; ++j) {
-          const int64_t t0 = (tile0 + j) * kTileTokens;
-          const int n_t = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t0));
-          reduce_span<S, R>(part + j * lay.classes * kClassFloats, n_t, n_r, base == 0,
-                            y + t0 * ldy + rb, ldy);
+          const int64_t t0 = (tile0 + j) * T;
+          const int n_t = static_cast<int>(std::min<int64_t>(T, n_tokens - t0));
+          const float* pj = part + j * lay.classes * kClassFloats;
+          if constexpr (R == kWideRows) {
+            reduce_span_wide<S, T>(pj, n_t, n_r, base == 0, y + t0 * ldy + rb, ldy);
+          } else {
+            reduce_span<S, R, T>(pj, n_t, n_r, base == 0, y + t0 * ldy + rb, ldy);
+          }
         }
       }
     }
@@ -233,20 +274,22 @@ bool panel_supported(PanelScheme s, int64_t k) {
   return s != PanelScheme::kNone && k > 0 && k % layout_of(s, k).classes == 0;
 }
 
-size_t panel_act_floats(int64_t n_tokens, int64_t k) {
-  return static_cast<size_t>((n_tokens + kTileTokens - 1) / kTileTokens * kTileTokens * k);
+int panel_tile_tokens(bool wide) { return wide ? kWideTokens : kNarrowTokens; }
+
+size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile) {
+  return static_cast<size_t>((n_tokens + tile - 1) / tile * tile * k);
 }
 
-void pack_panel_tile(PanelScheme s, const float* x, int64_t k, int n_valid, float* out) {
+void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid, float* out) {
   const Layout lay = layout_of(s, k);
   for (int64_t base = 0; base < k; base += lay.span) {
     const int64_t len = std::min(lay.span, k - base), n_i = len / lay.classes;
-    float* o = out + kTileTokens * base;
-    for (int t = 0; t < kTileTokens; ++t) {
+    float* o = out + tile * base;
+    for (int t = 0; t < tile; ++t) {
       const float* xt = t < n_valid ? x + t * k + base : nullptr;  // past n_valid: zeros
       for (int64_t i = 0; i < n_i; ++i)
         for (int c = 0; c < lay.classes; ++c)
-          o[(c * n_i + i) * kTileTokens + t] = xt != nullptr ? xt[lay.classes * i + c] : 0.0f;
+          o[(c * n_i + i) * tile + t] = xt != nullptr ? xt[lay.classes * i + c] : 0.0f;
     }
   }
 }
@@ -254,14 +297,15 @@ void pack_panel_tile(PanelScheme s, const float* x, int64_t k, int n_valid, floa
 void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
                 const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy) {
   constexpr PanelScheme kPairs = PanelScheme::kPairs16, kChain = PanelScheme::kChain8;
+  constexpr int kWR = kWideRows, kWT = kWideTokens, kNR = kNarrowRows, kNT = kNarrowTokens;
   if (wide) {
     if (s == kPairs)
-      return panel_rows_scheme<kPairs, 32>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
-    return panel_rows_scheme<kChain, 32>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+      return panel_rows_scheme<kPairs, kWR, kWT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+    return panel_rows_scheme<kChain, kWR, kWT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
   }
   if (s == kPairs)
-    return panel_rows_scheme<kPairs, 16>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
-  panel_rows_scheme<kChain, 16>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+    return panel_rows_scheme<kPairs, kNR, kNT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+  panel_rows_scheme<kChain, kNR, kNT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
 }
 
 }  // namespace gemmax::detail

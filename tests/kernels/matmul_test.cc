@@ -174,13 +174,13 @@ TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
 }
 
 // The panel prefill on each microkernel this CPU can run (AVX2's 16 rows, AVX-512's 32) against
-// the row kernel's GEMV, token by token, bit for bit: 45 rows leave a partial block on both, 20
-// tokens a partial tile, 4112 elements three pair spans; 640 is the one-chain scheme. A CPU without
-// AVX-512 tests only the AVX2 microkernel here (and the wide one runs where it exists).
+// the row kernel's GEMV, token by token, bit for bit: 45 rows leave a partial block on both, 70
+// tokens a partial tile and a second, partial block of tiles, 4112 elements three pair spans; 640
+// is the one-chain scheme. A CPU without AVX-512 tests only the AVX2 microkernel.
 TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   std::mt19937 rng(29);
-  const int64_t rows = 45, n = 20;
+  const int64_t rows = 45, n = 70;
   for (const int64_t cols : {640, 4112}) {
     const Weights w = random_weights(DType::kBF16, rows, cols, rng);
     const std::vector<float> x = random_x(n * cols, rng);
@@ -194,14 +194,14 @@ TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
       detail::quantize_act_row(kn.act, x.data() + t * cols, cols, act.data());
       kn.rows(wb, row_bytes, rows, act.data(), cols, want.data() + t * rows);
     }
-    std::vector<float> xp(detail::panel_act_floats(n, cols));
-    constexpr int kTile = detail::kPanelTokens;
-    for (int64_t t0 = 0; t0 < n; t0 += kTile)
-      detail::pack_panel_tile(kn.panel, x.data() + t0 * cols, cols,
-                              static_cast<int>(std::min<int64_t>(kTile, n - t0)),
-                              xp.data() + t0 * cols);
     for (const bool wide : {false, true}) {
       if (wide && !cpu_features().avx512f) continue;
+      const int tile = detail::panel_tile_tokens(wide);
+      std::vector<float> xp(detail::panel_act_floats(n, cols, tile));
+      for (int64_t t0 = 0; t0 < n; t0 += tile)
+        detail::pack_panel_tile(kn.panel, tile, x.data() + t0 * cols, cols,
+                                static_cast<int>(std::min<int64_t>(tile, n - t0)),
+                                xp.data() + t0 * cols);
       std::vector<float> got(n * rows, -1.0f);
       detail::panel_rows(kn.panel, wide, wb, row_bytes, rows, xp.data(), n, cols, got.data(),
                          static_cast<size_t>(rows));
