@@ -19,8 +19,9 @@
 namespace gemmax {
 namespace {
 
-// Rows per parallel work unit: enough to amortise the chunk claim, small enough to balance.
-constexpr int64_t kRowGrain = 16;
+// Rows per parallel work unit: enough to amortise the chunk claim, small enough to balance; for
+// panel prefills, the widest microkernel's row block.
+constexpr int64_t kRowGrain = 16, kPanelRowGrain = 32;
 
 std::string describe(const TensorView& w) {
   return "tensor '" + w.name + "' (" + std::string(dtype_name(w.dtype)) + ", shape " +
@@ -424,7 +425,13 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
   if (pool == nullptr) {
     fused.run(0, total);
   } else {
-    pool->parallel_for(total, kRowGrain, [&fused](int64_t r0, int64_t r1) { fused.run(r0, r1); });
+    // Panel prefills split at whole row blocks (32 rows for the AVX-512 microkernel): 16-row
+    // chunks left a half-empty block in many a chunk (the 270M's 640-row down projection: 80 rows
+    // per chunk, computed as 96).
+    bool panels = false;
+    for (size_t i = 0; i < fused.n; ++i) panels = panels || fused.jobs[i].panels;
+    const int64_t grain = panels ? kPanelRowGrain : kRowGrain;
+    pool->parallel_for(total, grain, [&fused](int64_t r0, int64_t r1) { fused.run(r0, r1); });
   }
 }
 
