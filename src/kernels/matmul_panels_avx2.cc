@@ -280,16 +280,31 @@ size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile) {
   return static_cast<size_t>((n_tokens + tile - 1) / tile * tile * k);
 }
 
-void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid, float* out) {
+GEMMAX_AVX2 void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid,
+                                 float* out) {
   const Layout lay = layout_of(s, k);
+  // Per step i and 8 classes, an 8 x 8 transpose of (token, class) -> (class, token), tokens past
+  // n_valid (and past the tile's 6 in a narrow one) zero; a narrow tile stores 6 of the 8 lanes.
+  const __m256i first6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
   for (int64_t base = 0; base < k; base += lay.span) {
     const int64_t len = std::min(lay.span, k - base), n_i = len / lay.classes;
     float* o = out + tile * base;
-    for (int t = 0; t < tile; ++t) {
-      const float* xt = t < n_valid ? x + t * k + base : nullptr;  // past n_valid: zeros
-      for (int64_t i = 0; i < n_i; ++i)
-        for (int c = 0; c < lay.classes; ++c)
-          o[(c * n_i + i) * tile + t] = xt != nullptr ? xt[lay.classes * i + c] : 0.0f;
+    for (int64_t i = 0; i < n_i; ++i) {
+      for (int q = 0; q < lay.classes; q += 8) {
+        __m256 v[8];
+        for (int t = 0; t < 8; ++t)
+          v[t] = t < n_valid ? _mm256_loadu_ps(x + t * k + base + lay.classes * i + q)
+                             : _mm256_setzero_ps();
+        transpose8x8(v);
+        for (int c = 0; c < 8; ++c) {
+          float* dst = o + ((q + c) * n_i + i) * tile;
+          if (tile == 8) {
+            _mm256_storeu_ps(dst, v[c]);
+          } else {
+            _mm256_maskstore_ps(dst, first6, v[c]);
+          }
+        }
+      }
     }
   }
 }
