@@ -48,7 +48,16 @@ def measure(a, model):
                 runs[name].append(run_json(cmd))
             except subprocess.CalledProcessError as e:
                 print(f"{name} failed on {model}: {e.stderr.strip()[-300:]}", file=sys.stderr)
-                runs[name].append(None)
+                result = None
+                if name == "llama.cpp" and "--no-extra-bufts" not in cmd:
+                    # Its AMX / repacked-weight buffers crashed on an AVX-512 host: measure it
+                    # without them from now on for this model, and say so in the table.
+                    lla.append("--no-extra-bufts")
+                    try:
+                        result = run_json(lla)
+                    except subprocess.CalledProcessError as e2:
+                        print(f"llama.cpp failed again: {e2.stderr.strip()[-300:]}", file=sys.stderr)
+                runs[name].append(result)
         print(f"  pair {i + 1}/{a.pairs} done", file=sys.stderr)
     return runs
 
@@ -90,7 +99,7 @@ def table(a, rows):
     lines = [
         f"{a.threads} threads, prompt {a.prompt_tokens} tokens, {a.gen_tokens} decoded tokens, "
         f"median (min-max) of {a.pairs} interleaved runs each; host: {platform.node()}, "
-        f"{os.cpu_count()} CPUs.",
+        f"{os.cpu_count()} CPUs, {cpu_description()}.",
         "",
         "| model | gemmax prefill tok/s | llama.cpp prefill tok/s | ratio | gemmax decode tok/s "
         "| llama.cpp decode tok/s | ratio | weight + KV MB/token | decode bound tok/s | gemmax / bound "
@@ -101,7 +110,9 @@ def table(a, rows):
         gp, lp = stats(runs["gemmax"], "prefill_tokens_per_s"), stats(runs["llama.cpp"], "prefill_tokens_per_s")
         gd, ld = stats(runs["gemmax"], "decode_tokens_per_s"), stats(runs["llama.cpp"], "decode_tokens_per_s")
         first = next((r for r in runs["gemmax"] if r), None)
-        head = (f"| {os.path.basename(model)} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
+        plain = any(r is not None and not r.get("extra_bufts", True) for r in runs["llama.cpp"])
+        mark = " †" if plain else ""
+        head = (f"| {os.path.basename(model)}{mark} | {fmt(gp)} | {fmt(lp)} | {ratio(gp, lp)} | "
                 f"{fmt(gd)} | {fmt(ld)} | {ratio(gd, ld)} |")
         if first is None or not bw:
             lines.append(head + " - | - | - | - | - | - |")
@@ -134,6 +145,22 @@ def table(a, rows):
                      f"{med('llama.cpp', 'peak_rss_bytes', 2**20)} | {med('gemmax', 'load_seconds')} | "
                      f"{med('gemmax', 'tokenizer_load_seconds')} | {med('llama.cpp', 'load_seconds')} |")
     return "\n".join(lines)
+
+
+def cpu_description():
+    """The CPU model and its widest SIMD features: tables from different hosts differ by these."""
+    name, flags = "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ["avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "amx_int8"]
+    return name + " (" + ", ".join(f for f in wanted if f in flags) + ")"
 
 
 KV_ELEM = {"f32": 4, "f16": 2, "bf16": 2}
@@ -209,6 +236,11 @@ def main():
         f"bytes + mean KV bytes read per decoded token, at gemmax's KV type); 'own bound': each run's "
         f"decode rate against the bound at the reading taken just before its pair, median (min-max) over "
         f"the pairs (llama.cpp against the same bytes: both engines keep K/V in F16).")
+    if any(any(r is not None and not r.get("extra_bufts", True) for r in runs["llama.cpp"])
+           for _, runs, _ in rows):
+        text += ("\n\n† llama.cpp crashed (segmentation fault) on this file with its CPU "
+                 "extra buffer types (AMX tiles, repacked weights); its runs here are without them "
+                 "(`use_extra_bufts = false`), i.e. its plain CPU kernels.")
     print(text)
     if a.readme:
         doc = open(a.readme).read()

@@ -63,6 +63,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-extra-bufts", action="store_true",
+                    help="load without llama.cpp's CPU extra buffer types (AMX and repacked "
+                         "weights); llama-cpp-python 0.3.36 crashed with them on every quantized "
+                         "random-weight model on an AVX-512/AMX host (session 12)")
     a = ap.parse_args()
 
     # Quiet; the callback object must outlive every call into llama.cpp, so it stays referenced.
@@ -72,6 +76,7 @@ def main():
     baseline_rss = rss_bytes()  # the Python interpreter and llama-cpp-python, before the model
     start = time.perf_counter()
     mp = L.llama_model_default_params()
+    mp.use_extra_bufts = not a.no_extra_bufts
     model = L.llama_model_load_from_file(a.model.encode(), mp)
     if not model:
         sys.exit(f"llama.cpp could not load {a.model}")
@@ -89,6 +94,7 @@ def main():
     runs = [run_once(ctx, batch, n_vocab, a.prompt_tokens, a.gen_tokens, rng) for _ in range(a.repeat)]
     print(json.dumps({
         "engine": "llama.cpp " + L.__version__,
+        "extra_bufts": not a.no_extra_bufts,
         "model": a.model,
         "threads": a.threads,
         "prefill_tokens_per_s": statistics.median(r[0] for r in runs),
