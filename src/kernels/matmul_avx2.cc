@@ -476,87 +476,61 @@ struct Q8_0 {
   }
 };
 
-// Four weight blocks x T tokens: the weights are unpacked once, then for each token acc[t] +=
-// (int32 dot per lane - offset) * (weight scale * activation scale) per lane. The four registers'
-// int16 pair sums are added before widening: |sum| <= 4 * 2 * 31 * 127 = 31496 < 32767, exact.
-// `n` < 4 marks a last, partial quad: the missing blocks read b[0] again but get scale 0 (and
-// their activations are zero).
-template <class F, int T>
-GEMMAX_AVX2 inline void quad_tile(const uint8_t* const b[4], int n, const uint8_t* act,
-                                  size_t act_stride, int64_t g, __m256* acc) {
-  __m256i q[4];
-  F::load(b, n, q);
-  // The four f16 scales converted at once, block m's in lanes 2m and 2m + 1 (0 when missing). They
-  // are gathered in a general-purpose register: the vector ports are what a GEMV runs out of.
-  __m128 d4;
-  if constexpr (F::kInterleaved) {  // the four scales side by side (quads are always whole)
-    d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[0] + F::kD)));
-  } else {
-    uint64_t h = 0;
-    for (int m = 0; m < 4; ++m)
-      if (m < n) h |= static_cast<uint64_t>(load_u16(b[m] + F::kD)) << (16 * m);
-    d4 = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(h)));
-  }
-  const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4),
-                                             _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+// Integer dot products of the quad tiles (quad_tiles.inc): int32 lane l = the sum over the four
+// registers of bytes 4l..4l+3 of weights x activations, exact. AVX2: maddubs (u8 x s8 -> int16
+// pairs, no saturation in range: see quad_tile) and madd by ones; the signed weights (Q8_0) go
+// through the sign trick, |w| x (a with w's sign).
+namespace quad_avx2 {
+
+GEMMAX_AVX2 inline __m256i quad_dot_signed(const __m256i (&u)[4], const __m256i (&q)[4],
+                                           const A8Quad& a) {
   const __m256i ones = _mm256_set1_epi16(1);
-  if constexpr (F::kSigned) {
-    // maddubs needs an unsigned operand: |w| x (a with w's sign); pair sums up to 2 * 128 * 127
-    // must be widened one register at a time.
-    __m256i u[4];
-    for (int j = 0; j < 4; ++j) u[j] = _mm256_sign_epi8(q[j], q[j]);
-    for (int t = 0; t < T; ++t) {
-      const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * act_stride)[g];
-      __m256i p[4];
-      for (int j = 0; j < 4; ++j)
-        p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(u[j], _mm256_sign_epi8(loadu(a.q[j]), q[j])),
-                                 ones);
-      const __m256i dot =
-          _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
-      acc[t] =
-          _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
-    }
-    return;
-  }
-  for (int t = 0; t < T; ++t) {
-    const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * act_stride)[g];
-    const __m256i pairs =
-        _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(q[0], loadu(a.q[0])),
-                                          _mm256_maddubs_epi16(q[1], loadu(a.q[1]))),
-                         _mm256_add_epi16(_mm256_maddubs_epi16(q[2], loadu(a.q[2])),
-                                          _mm256_maddubs_epi16(q[3], loadu(a.q[3]))));
-    __m256i offset = loadu(a.sums16);
-    if constexpr (F::kOffsetShift > 0) offset = _mm256_srai_epi32(offset, F::kOffsetShift);
-    const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones), offset);
-    acc[t] =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(a.d)), acc[t]);
-  }
+  __m256i p[4];
+  for (int j = 0; j < 4; ++j)
+    p[j] =
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u[j], _mm256_sign_epi8(loadu(a.q[j]), q[j])), ones);
+  return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
 }
 
-// One weight row x T tokens, out[t * ldo] (decode: T = 1; prefill: 8). Every token sees the same
-// operations in the same order for any T, so a token's result does not depend on its batch.
-template <class F, int T>
-GEMMAX_AVX2 inline void tile_quads(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
-  __m256 acc[T];
-  zero_accumulators<T>(acc);
-  const int64_t nb = k / kQK;
-  int64_t g = 0;
-  for (; 4 * g + 4 <= nb; ++g) {  // full quads: n = 4 folds away every "missing block" test
-    const uint8_t* b0 = w + 4 * g * F::kBytes;
-    prefetch_ahead(b0);
-    prefetch_ahead(b0 + 64);
-    const uint8_t* b[4] = {b0, b0 + F::kBytes, b0 + 2 * F::kBytes, b0 + 3 * F::kBytes};
-    quad_tile<F, T>(b, 4, act, act_stride, g, acc);
-  }
-  if (4 * g < nb) {
-    const int n = static_cast<int>(nb - 4 * g);
-    const uint8_t* b0 = w + 4 * g * F::kBytes;
-    const uint8_t* b[4] = {b0, n > 1 ? b0 + F::kBytes : b0, n > 2 ? b0 + 2 * F::kBytes : b0, b0};
-    quad_tile<F, T>(b, n, act, act_stride, g, acc);
-  }
-  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
+GEMMAX_AVX2 inline __m256i quad_dot_unsigned(const __m256i (&q)[4], const A8Quad& a) {
+  const __m256i pairs =
+      _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(q[0], loadu(a.q[0])),
+                                        _mm256_maddubs_epi16(q[1], loadu(a.q[1]))),
+                       _mm256_add_epi16(_mm256_maddubs_epi16(q[2], loadu(a.q[2])),
+                                        _mm256_maddubs_epi16(q[3], loadu(a.q[3]))));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
+
+#define GEMMAX_QUAD_TARGET GEMMAX_AVX2
+#include "kernels/quad_tiles.inc"
+#undef GEMMAX_QUAD_TARGET
+
+}  // namespace quad_avx2
+
+// AVX512-VNNI (256-bit, with VL): vpdpbusd adds the four u8 x s8 products of each int32 lane in
+// one instruction, where AVX2 takes maddubs + madd (+ adds): the same exact sums, so the same bits.
+#define GEMMAX_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+namespace quad_vnni {
+
+GEMMAX_VNNI inline __m256i quad_dot_signed(const __m256i (&u)[4], const __m256i (&q)[4],
+                                           const A8Quad& a) {
+  __m256i dot = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j)
+    dot = _mm256_dpbusd_epi32(dot, u[j], _mm256_sign_epi8(loadu(a.q[j]), q[j]));
+  return dot;
+}
+
+GEMMAX_VNNI inline __m256i quad_dot_unsigned(const __m256i (&q)[4], const A8Quad& a) {
+  __m256i dot = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j) dot = _mm256_dpbusd_epi32(dot, q[j], loadu(a.q[j]));
+  return dot;
+}
+
+#define GEMMAX_QUAD_TARGET GEMMAX_VNNI
+#include "kernels/quad_tiles.inc"
+#undef GEMMAX_QUAD_TARGET
+
+}  // namespace quad_vnni
 
 // *_1 formats: sum((d*q + m) * x) = d * dx * sum(q * qx) + m * (dx * sum(qx)).
 GEMMAX_AVX2 float row_q4_1(const uint8_t* w, const void* act, int64_t k) {
@@ -792,6 +766,16 @@ RowKernel bf16_pairs_kernel() {
   return kn;
 }
 
+// The quad formats' tiles, on VNNI where the CPU has it (same bits as AVX2).
+template <class F>
+RowKernel quad_kernel(bool vnni) {
+  if (vnni)
+    return row_tiled_kernel<ActFormat::kA8Quad, 8, quad_vnni::tile_quads<F, 1>,
+                            quad_vnni::tile_quads<F, 8>>();
+  return row_tiled_kernel<ActFormat::kA8Quad, 8, quad_avx2::tile_quads<F, 1>,
+                          quad_avx2::tile_quads<F, 8>>();
+}
+
 template <bool kBf16>
 RowKernel half_kernel(int64_t cols, int64_t rows) {
   if (cols >= kTwoChainLength || rows >= kTwoChainRows) {
@@ -817,6 +801,10 @@ RowKernel half_kernel(int64_t cols, int64_t rows) {
 float avx2_dot_f32(const float* a, const float* b, int64_t k) { return dot_f32_avx2(a, b, k); }
 
 RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows) {
+  return avx2_row_kernel(t, cols, rows, cpu_features().has_avx512_vnni());
+}
+
+RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni) {
   switch (t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
@@ -825,18 +813,17 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows) {
     case DType::kBF16:
       return half_kernel<true>(cols, rows);
     case DType::kQ4_0:
-      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q4_0, 1>, tile_quads<Q4_0, 8>>();
+      return quad_kernel<Q4_0>(vnni);
     case DType::kQ4_1:
       return {ActFormat::kA8x32, row_q4_1};
     case DType::kQ5_0:
-      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q5_0, 1>, tile_quads<Q5_0, 8>>();
+      return quad_kernel<Q5_0>(vnni);
     case DType::kQ5_1:
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
-      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q8_0, 1>, tile_quads<Q8_0, 8>>();
+      return quad_kernel<Q8_0>(vnni);
     case DType::kQ5_0x4:
-      return row_tiled_kernel<ActFormat::kA8Quad, 8, tile_quads<Q5_0x4, 1>,
-                              tile_quads<Q5_0x4, 8>>();
+      return quad_kernel<Q5_0x4>(vnni);
     case DType::kQ4_K:
       return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<false, 1>, tile_q45_k<false, 8>>();
     case DType::kQ5_K:

@@ -114,6 +114,9 @@ void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, in
 // The AVX2 kernel of a weight format for rows of `cols` elements (F16/BF16 pick their scheme by
 // row length; dot == nullptr when there is none). Only call when the CPU has AVX2+FMA+F16C.
 RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows);
+// The same with the quad formats' (Q4_0/Q5_0/Q5_0x4/Q8_0) VNNI tiles on or off; vnni only when
+// cpu_features().has_avx512_vnni(). Both give the same bits (tests compare them).
+RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni);
 
 // f32 dot product with AVX2/FMA (used after dequantizing formats without a specialised kernel).
 float avx2_dot_f32(const float* a, const float* b, int64_t k);

@@ -17,6 +17,7 @@
 #include "kernels/dequantize.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/thread_pool.h"
+#include "kernels/weight_repack.h"
 #include "matmul_check.h"
 #include "random_weights.h"
 #include "tensor/half.h"
@@ -208,6 +209,45 @@ TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
       EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
           << cols << " columns, " << (wide ? "AVX-512" : "AVX2");
     }
+  }
+}
+
+// The quad formats' VNNI tiles against their AVX2 tiles, GEMV and 8-token tile, bit for bit: the
+// int32 sums are exact either way (skipped without AVX512-VNNI).
+TEST(Matmul, VnniQuadTilesEqualAvx2Tiles) {
+  if (!cpu_features().has_avx512_vnni()) GTEST_SKIP() << "no AVX512-VNNI";
+  std::mt19937 rng(31);
+  const int64_t rows = 19, n = 8;
+  for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ5_0x4}) {
+    // 38 blocks end in a partial quad; Q5_0x4 needs whole quads (40 blocks).
+    const int64_t cols = t == DType::kQ5_0x4 ? 1280 : 1216;
+    const DType stored = t == DType::kQ5_0x4 ? DType::kQ5_0 : t;
+    const Weights w = random_weights(stored, rows, cols, rng);
+    TensorView view = w.view;
+    std::vector<std::byte> copy;
+    if (t == DType::kQ5_0x4) {
+      copy.resize(repacked_bytes(view));
+      view = repack_weight(view, copy.data(), nullptr);
+    }
+    const auto* wb = reinterpret_cast<const uint8_t*>(view.data);
+    const size_t row_bytes = static_cast<size_t>(view.row_bytes());
+    const std::vector<float> x = random_x(n * cols, rng);
+    std::vector<float> out[2];
+    for (const bool vnni : {false, true}) {
+      const detail::RowKernel kn = detail::avx2_row_kernel(t, cols, rows, vnni);
+      const size_t stride = detail::act_row_bytes(kn.act, cols);
+      std::vector<uint8_t> act(stride * n);
+      for (int64_t i = 0; i < n; ++i)
+        detail::quantize_act_row(kn.act, x.data() + i * cols, cols, act.data() + i * stride);
+      std::vector<float>& y = out[vnni ? 1 : 0];
+      y.assign(2 * n * rows, 0.0f);
+      kn.rows(wb, row_bytes, rows, act.data(), cols, y.data());  // GEMV of token 0
+      for (int64_t r = 0; r < rows; ++r)                         // 8-token tiles, row by row
+        kn.tokens_1row(wb + r * row_bytes, row_bytes, act.data(), stride, cols,
+                       y.data() + n * rows + r, static_cast<size_t>(rows));
+    }
+    EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(float)))
+        << dtype_name(t);
   }
 }
 
