@@ -86,13 +86,6 @@ float dot_f32_scalar(const float* a, const float* b, int64_t k) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-// A per-thread buffer that only grows, so steady-state calls do not allocate.
-template <typename T>
-T* scratch(std::vector<T>& buf, size_t n) {
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
-
 // Everything one row range needs; the parallel_for lambda captures only a pointer to it so
 // std::function keeps it in its small buffer (no allocation per call).
 struct Job {
@@ -115,7 +108,7 @@ struct Job {
 void rows_dequantized(const Job& job, int64_t r0, int64_t r1) {
   thread_local std::vector<float> row_buf;
   const int64_t k = job.w->cols(), n_rows = job.w->rows();
-  float* row = scratch(row_buf, static_cast<size_t>(k));
+  float* row = detail::scratch(row_buf, static_cast<size_t>(k));
   for (int64_t r = r0; r < r1; ++r) {
     dequantize_row(job.w->dtype, job.w->row(r), row, k);
     for (int64_t t = 0; t < job.n_tokens; ++t) {
@@ -330,8 +323,8 @@ const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t 
   // On a 64-byte boundary, so that 32-byte loads of f32 activations never split a cache line (a
   // vector's buffer is only 16-byte aligned).
   constexpr size_t kAlign = 64;
-  uint8_t* raw =
-      scratch(bufs[static_cast<int>(f)], row_bytes * static_cast<size_t>(n_tokens) + kAlign);
+  uint8_t* raw = detail::scratch(bufs[static_cast<int>(f)],
+                                 row_bytes * static_cast<size_t>(n_tokens) + kAlign);
   uint8_t* act = raw + (kAlign - reinterpret_cast<uintptr_t>(raw) % kAlign) % kAlign;
   const auto quantize_tokens = [=](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
@@ -357,10 +350,10 @@ bool use_panels(const detail::RowKernel& kn, int64_t n_tokens, int64_t k) {
 // buffer per scheme, per calling thread, that only grows.
 const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, int64_t n_tokens,
                               int64_t k, ThreadPool* pool) {
-  thread_local std::vector<float> bufs[3];
+  thread_local std::vector<float> bufs[detail::kPanelSchemes];
   const int64_t tile = detail::panel_tile_tokens(wide);
-  float* out = scratch(bufs[static_cast<int>(s)],
-                       detail::panel_act_floats(n_tokens, k, static_cast<int>(tile)));
+  float* out = detail::scratch(bufs[static_cast<int>(s)],
+                               detail::panel_act_floats(n_tokens, k, static_cast<int>(tile)));
   const auto pack_tiles = [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int n_valid = static_cast<int>(std::min(tile, n_tokens - i * tile));
@@ -389,7 +382,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
   const bool avx2 = kernel_path() == KernelPath::kAvx2;
   const uint8_t* acts[detail::kActFormats] = {};
   size_t strides[detail::kActFormats] = {};
-  const uint8_t* panel_acts[3] = {};  // per PanelScheme
+  const uint8_t* panel_acts[detail::kPanelSchemes] = {};
   for (const MatmulOutput& o : outputs) {
     check_operands("matmul", x, n_tokens, *o.w, o.y);
     if (o.w->cols() != outputs[0].w->cols())

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "tensor/dtype.h"
 
@@ -65,11 +66,20 @@ using TokensSpanFn = void (*)(const uint8_t* w, size_t row_bytes, const uint8_t*
 using RowsFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act_row,
                         int64_t k, float* y);
 
+// A per-thread buffer that only grows, so steady-state calls do not allocate: buf's data, at least
+// n elements.
+template <typename T>
+T* scratch(std::vector<T>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // Rows of 16-bit weights are summed in FMA chains whose lanes each see one residue class of the
 // row's elements (matmul_avx2.cc): kChain8, one chain (lane l: elements 8g + l); kPairs16, the BF16
 // pair kernels' even and odd chains (elements 16i + 2l and 16i + 2l + 1), restarted every
 // kPairSpan elements. A panel GEMM that runs the same chains gives the same bits.
 enum class PanelScheme { kNone, kChain8, kPairs16 };
+constexpr int kPanelSchemes = 3;
 constexpr int64_t kPairSpan = 2048;
 
 // The largest prefill tile.
