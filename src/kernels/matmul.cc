@@ -22,6 +22,7 @@ namespace {
 // Rows per parallel work unit: enough to amortise the chunk claim, small enough to balance; for
 // panel prefills, the widest microkernel's row block.
 constexpr int64_t kRowGrain = 16, kPanelRowGrain = 32;
+static_assert(kRowGrain % detail::kKPanelRows == 0, "K panel row blocks straddle work units");
 
 std::string describe(const TensorView& w) {
   return "tensor '" + w.name + "' (" + std::string(dtype_name(w.dtype)) + ", shape " +
@@ -99,6 +100,7 @@ struct Job {
   size_t act_stride;      // bytes between token rows of `act`
   int64_t row_bytes = 0;  // of w, computed once (TensorView::row() recomputes it per call)
   bool panels = false;    // act holds panel tiles (detail::pack_panel_tile) for panel_rows
+  bool kpanels = false;   // the prefill runs kernel.kpanel over act
   const uint8_t* weight_row(int64_t r) const {
     return reinterpret_cast<const uint8_t*>(w->data) + r * row_bytes;
   }
@@ -217,6 +219,10 @@ void run_rows(const Job& job, int64_t r0, int64_t r1) {
                        static_cast<size_t>(job.row_bytes), r1 - r0,
                        reinterpret_cast<const float*>(job.act), job.n_tokens, job.w->cols(),
                        job.y + r0, static_cast<size_t>(job.w->rows()));
+  } else if (job.kpanels) {
+    job.kernel.kpanel(job.weight_row(r0), static_cast<size_t>(job.row_bytes), r1 - r0, job.act,
+                      job.act_stride, job.n_tokens, job.w->cols(), job.y + r0,
+                      static_cast<size_t>(job.w->rows()));
   } else if (job.kernel.dot != nullptr) {
     rows_kernel(job, r0, r1);
   } else {
@@ -409,6 +415,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
         acts[slot] = prepare_activations(f, x, n_tokens, o.w->cols(), pool, &strides[slot]);
       job.act = acts[slot];
       job.act_stride = strides[slot];
+      job.kpanels = job.kernel.kpanel != nullptr && n_tokens >= kPanelMinTokens;
     }
     fused.first_row[fused.n + 1] = fused.first_row[fused.n] + o.w->rows();
     ++fused.n;

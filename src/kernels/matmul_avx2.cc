@@ -594,27 +594,42 @@ GEMMAX_AVX2 inline __m256i spread_word(__m256i words) {
                              _mm256_set1_epi16(static_cast<int16_t>((2 * I + 1) << 8 | 2 * I)));
 }
 
-// Q4_K/Q5_K: sum over sub-blocks j of (d*sc_j * sum(q*qx) - dmin*m_j * sum(qx)) * dx. The int16
+// The K formats' dot products are defined super-block by super-block, so that every kernel gives
+// the same bits however it lays out its integer sums: from acc = 0, for each super-block in order,
+//   acc = fma(float(S), d * dx, acc), then acc = fnmadd(float(M), dmin * dx, acc)   (Q4_K/Q5_K)
+//   acc = fma(float(S - 32 * O), d * dx, acc)                                       (Q6_K)
+// where S (the scaled q x qx sum), M (mins x sums of qx) and O (the Q6_K offset term) are the
+// super-block's exact int32 sums. The AVX2 kernels below keep a token's S and M in 8 lanes and
+// add the lanes per super-block; the AVX-512 VNNI panels (matmul_kpanels_avx512.cc) keep one row
+// per lane. Every kernel streams a row's blocks front to back.
+
+// Lane t of the result = the sum of the 8 lanes of v[t] (exact int32 additions).
+GEMMAX_AVX2 inline __m256i sum_lanes8(const __m256i* v) {
+  const __m256i h0 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i h1 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  // h0 = [lanes 0-3 of v0..v3 | lanes 4-7 of v0..v3], h1 the same for v4..v7.
+  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                          _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+// Q4_K/Q5_K: S = sum over sub-blocks j of sc_j * sum(q*qx), M = sum_j m_j * sum(qx). The int16
 // pair sums are at most 2 * 31 * 127 and the 6-bit scales multiply them in _mm256_madd_epi16
-// (int32). T tokens share each unpacked weight block (prefill); every token sees the same
-// operations in the same order for any T.
-template <bool kFifthBit, int T>
-GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                   size_t act_stride, int64_t k, float* out, size_t ldo) {
-  constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
-  constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
-  const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-  __m256 acc[T];
-  zero_accumulators<T>(acc);
-  for (int64_t b = 0; b < k / kQKK; ++b, w += kBytes) {
-    prefetch_ahead(w, kBytes);
+// (int32). T tokens share each unpacked weight block (prefill).
+template <bool kFifthBit>
+struct Q45K {
+  static constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
+  static constexpr bool kMins = true;
+
+  // s[t], m[t]: token t's S and M of block w, spread over 8 lanes.
+  template <int T>
+  GEMMAX_AVX2 static void sums(const uint8_t* w, const A8Block256* const (&a)[T], __m256i (&s)[T],
+                               __m256i (&m)[T]) {
+    constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
     const KScales ks = unpack_k_scales(w + q4_k::kScales);  // same offset in Q5_K
-    const A8Block256* a[T];
-    __m256i isum[T];
-    for (int t = 0; t < T; ++t) {
-      a[t] = reinterpret_cast<const A8Block256*>(act + t * act_stride) + b;
-      isum[t] = _mm256_setzero_si256();
-    }
+    for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_si256();
     const __m256i qh = kFifthBit ? loadu(w + q5_k::kQh) : _mm256_setzero_si256();
     const __m256i sub_scales[8] = {spread_word<0>(ks.scales), spread_word<1>(ks.scales),
                                    spread_word<2>(ks.scales), spread_word<3>(ks.scales),
@@ -634,23 +649,14 @@ GEMMAX_AVX2 inline void tile_q45_k(const uint8_t* w, size_t /*row_bytes*/, const
       for (int t = 0; t < T; ++t) {
         const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu(a[t]->q + 64 * c));
         const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu(a[t]->q + 64 * c + 32));
-        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p_lo, s_lo));
-        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p_hi, s_hi));
+        s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p_lo, s_lo));
+        s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p_hi, s_hi));
       }
     }
-    // acc += isum * (d * dx) - (mins x 16-element sums) * (dmin * dx), lane by lane (the mins
-    // term stays a vector: no horizontal sum per token and block).
-    const __m256 dw = _mm256_set1_ps(f16(w + q4_k::kD)),
-                 dmin = _mm256_set1_ps(f16(w + q4_k::kDmin));
-    for (int t = 0; t < T; ++t) {
-      const __m256 dx = _mm256_broadcast_ss(&a[t]->d);
-      const __m256i m = _mm256_madd_epi16(ks.mins, loadu(a[t]->bsums));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, dx), acc[t]);
-      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dmin, dx), acc[t]);
-    }
+    // Lane pairs: m_j x the sums of sub-block j's two 16-element halves.
+    for (int t = 0; t < T; ++t) m[t] = _mm256_madd_epi16(ks.mins, loadu(a[t]->bsums));
   }
-  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
-}
+};
 
 // Shuffle control: int16 lane j of each half to all lanes of the low half, lane j + 1 to all lanes
 // of the high half.
@@ -661,15 +667,16 @@ GEMMAX_AVX2 inline __m256i pair_spread(int j) {
 }
 
 // Q6_K: 6-bit q in 0..63 (offset 32), int8 scale per 16 elements. sum((q-32)*qx*sc) =
-// sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16. T tokens as above.
-template <int T>
-GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
-                                  size_t act_stride, int64_t k, float* out, size_t ldo) {
-  const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
-  __m256 acc[T];
-  zero_accumulators<T>(acc);
-  for (int64_t b = 0; b < k / kQKK; ++b, w += q6_k::kBytes) {
-    prefetch_ahead(w, q6_k::kBytes);
+// sum(q*qx*sc) - 32 * sum_g(sc_g * bsum_g). Pair sums <= 2*63*127 fit int16.
+struct Q6K {
+  static constexpr int kBytes = q6_k::kBytes;
+  static constexpr bool kMins = false;
+
+  // s[t]: token t's S - 32 * O of block w, spread over 8 lanes (m is not used).
+  template <int T>
+  GEMMAX_AVX2 static void sums(const uint8_t* w, const A8Block256* const (&a)[T], __m256i (&s)[T],
+                               __m256i (&/*m*/)[T]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(3);
     // The 16 int8 scales as int16; half h (scales 8h..8h+7) in both 128-bit halves, so one byte
     // shuffle spreads scale g over the low half and g + 1 over the high half (set1 of two bytes
     // from memory took ~7 operations per 32 elements).
@@ -677,40 +684,131 @@ GEMMAX_AVX2 inline void tile_q6_k(const uint8_t* w, size_t /*row_bytes*/, const 
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + q6_k::kScales)));
     const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
                                 _mm256_permute2x128_si256(sc16, sc16, 0x11)};
-    const A8Block256* a[T];
-    __m256i isum[T];
-    for (int t = 0; t < T; ++t) {
-      a[t] = reinterpret_cast<const A8Block256*>(act + t * act_stride) + b;
-      isum[t] = _mm256_setzero_si256();
-    }
+    for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i ql[2] = {loadu(w + q6_k::kQl + 64 * h), loadu(w + q6_k::kQl + 64 * h + 32)};
       const __m256i qh = loadu(w + q6_k::kQh + 32 * h);
-      for (int s = 0; s < 4; ++s) {
-        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql[s % 2], 4 * (s / 2)), low4);
+      for (int g = 0; g < 4; ++g) {
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql[g % 2], 4 * (g / 2)), low4);
         const __m256i hi =
-            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits), 4);
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), two_bits), 4);
         const __m256i q = _mm256_or_si256(lo, hi);
-        // Scale groups 8h + 2s (the first 16 elements) and 8h + 2s + 1.
-        const __m256i scales = _mm256_shuffle_epi8(sc_half[h], pair_spread(2 * s));
+        // Scale groups 8h + 2g (the first 16 elements) and 8h + 2g + 1.
+        const __m256i scales = _mm256_shuffle_epi8(sc_half[h], pair_spread(2 * g));
         for (int t = 0; t < T; ++t) {
-          const __m256i p = _mm256_maddubs_epi16(q, loadu(a[t]->q + 128 * h + 32 * s));
-          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scales));
+          const __m256i p = _mm256_maddubs_epi16(q, loadu(a[t]->q + 128 * h + 32 * g));
+          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, scales));
         }
       }
     }
-    // The offset term shares the scale d * dx, so it is subtracted in int32, lane by lane (|isum|
-    // <= 256 * 63 * 127 * 128 < 2^29, 32 * |offset| <= 32 * 16 * 128 * 16 * 127 < 2^28): one
-    // convert and FMA per token and block.
-    const __m256 dw = _mm256_set1_ps(f16(w + q6_k::kD));
+    // The offset term shares the scale d * dx, so it is subtracted in int32, lane by lane (|S|
+    // <= 256 * 63 * 127 * 128 < 2^29, 32 * |O| <= 32 * 16 * 128 * 16 * 127 < 2^28).
     for (int t = 0; t < T; ++t) {
       const __m256i off = _mm256_madd_epi16(sc16, loadu(a[t]->bsums));
-      const __m256i dot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(off, 5));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot),
-                               _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t]->d)), acc[t]);
+      s[t] = _mm256_sub_epi32(s[t], _mm256_slli_epi32(off, 5));
     }
   }
-  for (int t = 0; t < T; ++t) out[t * ldo] = hsum(acc[t]);
+};
+
+// The K blocks' f16 scales (Q4_K/Q5_K d and dmin, Q6_K d): the same offsets in Q4_K and Q5_K.
+template <class F>
+GEMMAX_AVX2 inline float k_d(const uint8_t* w) {
+  return f16(w + (F::kMins ? q4_k::kD : q6_k::kD));
+}
+GEMMAX_AVX2 inline float k_dmin(const uint8_t* w) { return f16(w + q4_k::kDmin); }
+
+// 1 row x T = 1 or 8 tokens: lane t of acc is token t's accumulator, updated once per super-block.
+template <class F, int T>
+GEMMAX_AVX2 inline void tile_k(const uint8_t* w, size_t /*row_bytes*/, const uint8_t* act,
+                               size_t act_stride, int64_t k, float* out, size_t ldo) {
+  static_assert(T == 1 || T == 8);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < k / kQKK; ++b, w += F::kBytes) {
+    prefetch_ahead(w, F::kBytes);
+    const A8Block256* a[T];
+    for (int t = 0; t < T; ++t)
+      a[t] = reinterpret_cast<const A8Block256*>(act + t * act_stride) + b;
+    __m256i s[T], m[T];
+    F::template sums<T>(w, a, s, m);
+    const float d = k_d<F>(w);
+    if constexpr (T == 1) {
+      // Both sums at once: lanes 0 and 1 of f = S and M.
+      __m256i h = _mm256_hadd_epi32(s[0], F::kMins ? m[0] : s[0]);
+      __m128i sm = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      const __m128 f = _mm_cvtepi32_ps(_mm_hadd_epi32(sm, sm));
+      const float dx = a[0]->d;
+      __m128 lo = _mm256_castps256_ps128(acc);
+      lo = _mm_fmadd_ss(f, _mm_set_ss(d * dx), lo);
+      if constexpr (F::kMins)
+        lo = _mm_fnmadd_ss(_mm_movehdup_ps(f), _mm_set_ss(k_dmin(w) * dx), lo);
+      acc = _mm256_castps128_ps256(lo);
+    } else {
+      const __m256 dx =
+          _mm256_setr_ps(a[0]->d, a[1]->d, a[2]->d, a[3]->d, a[4]->d, a[5]->d, a[6]->d, a[7]->d);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(s)), _mm256_mul_ps(_mm256_set1_ps(d), dx),
+                            acc);
+      if constexpr (F::kMins)
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(m)),
+                               _mm256_mul_ps(_mm256_set1_ps(k_dmin(w)), dx), acc);
+    }
+  }
+  if constexpr (T == 1) {
+    out[0] = _mm256_cvtss_f32(acc);
+  } else {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    for (int t = 0; t < T; ++t) out[t * ldo] = lanes[t];
+  }
+}
+
+// GEMV: rows one after another as everywhere, but the float updates of 8 rows at once (lane r =
+// row r, as in the 8-token tile): the integer sums of each block are kept in L1 until the group's
+// rows are done. Adding the lanes and updating one row at a time (tile_k<F, 1>) cost ~8% of a 4B
+// Q4_K_M decode. Super-blocks go in chunks of kChunk (rows longer than that interleave the group's
+// rows chunk by chunk).
+template <class F>
+GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
+                        int64_t k, float* y) {
+  constexpr int64_t kChunk = 48;
+  const auto* a = static_cast<const A8Block256*>(act);
+  const int64_t nsb = k / kQKK;
+  int64_t r = 0;
+  for (; r + 8 <= n_rows; r += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < nsb; b0 += kChunk) {
+      const int64_t nb = std::min(kChunk, nsb - b0);
+      __m256i s[kChunk][8], m[kChunk][F::kMins ? 8 : 1];
+      alignas(16) uint16_t d[kChunk][8], dmin[kChunk][8];
+      for (int i = 0; i < 8; ++i) {
+        const uint8_t* row = w + (r + i) * row_bytes + b0 * F::kBytes;
+        for (int64_t b = 0; b < nb; ++b, row += F::kBytes) {
+          prefetch_ahead(row, F::kBytes);
+          const A8Block256* ab[1] = {a + b0 + b};
+          __m256i sb[1], mb[1];
+          F::template sums<1>(row, ab, sb, mb);
+          s[b][i] = sb[0];
+          d[b][i] = load_u16(row + (F::kMins ? q4_k::kD : q6_k::kD));
+          if constexpr (F::kMins) {
+            m[b][i] = mb[0];
+            dmin[b][i] = load_u16(row + q4_k::kDmin);
+          }
+        }
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        const __m256 dx = _mm256_set1_ps(a[b0 + b].d);
+        const __m256 db = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d[b])));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(s[b])), _mm256_mul_ps(db, dx), acc);
+        if constexpr (F::kMins) {
+          const __m256 dm =
+              _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dmin[b])));
+          acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(m[b])), _mm256_mul_ps(dm, dx), acc);
+        }
+      }
+    }
+    _mm256_storeu_ps(y + r, acc);
+  }
+  for (; r < n_rows; ++r)
+    tile_k<F, 1>(w + r * row_bytes, row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r, 0);
 }
 
 // ---- entry points ----
@@ -776,6 +874,15 @@ RowKernel quad_kernel(bool vnni) {
                           quad_avx2::tile_quads<F, 8>>();
 }
 
+// The K formats' tiles and GEMV, with their VNNI panel GEMM for prefills where the CPU has VNNI.
+template <class F>
+RowKernel k_kernel(DType t, bool vnni) {
+  RowKernel kn = row_tiled_kernel<ActFormat::kA8x256, 8, tile_k<F, 1>, tile_k<F, 8>>();
+  kn.rows = rows_k<F>;
+  if (vnni) kn.kpanel = kpanel_function(t);
+  return kn;
+}
+
 template <bool kBf16>
 RowKernel half_kernel(int64_t cols, int64_t rows) {
   if (cols >= kTwoChainLength || rows >= kTwoChainRows) {
@@ -825,11 +932,11 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni) {
     case DType::kQ5_0x4:
       return quad_kernel<Q5_0x4>(vnni);
     case DType::kQ4_K:
-      return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<false, 1>, tile_q45_k<false, 8>>();
+      return k_kernel<Q45K<false>>(t, vnni);
     case DType::kQ5_K:
-      return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q45_k<true, 1>, tile_q45_k<true, 8>>();
+      return k_kernel<Q45K<true>>(t, vnni);
     case DType::kQ6_K:
-      return row_tiled_kernel<ActFormat::kA8x256, 8, tile_q6_k<1>, tile_q6_k<8>>();
+      return k_kernel<Q6K>(t, vnni);
     default:
       return {};  // Q2_K/Q3_K: dequantize per row + avx2_dot_f32
   }

@@ -82,6 +82,11 @@ enum class PanelScheme { kNone, kChain8, kPairs16 };
 constexpr int kPanelSchemes = 3;
 constexpr int64_t kPairSpan = 2048;
 
+// y[t * ldy + r] for n_rows weight rows (row_bytes apart) and n_tokens A8Block256 activation rows
+// (act_stride bytes apart), k elements each: a whole prefill of one weight's row range.
+using KPanelFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* act,
+                          size_t act_stride, int64_t n_tokens, int64_t k, float* y, size_t ldy);
+
 // The largest prefill tile.
 constexpr int kMaxTileTokens = 8, kMaxTileRows = 2;
 
@@ -96,6 +101,7 @@ struct RowKernel {
   TokensSpanFn tokens_span = nullptr, tokens_span_1row = nullptr;  // tokens(_1row) over [k0, k1)
   PanelScheme panel = PanelScheme::kNone;  // the chains of a BF16 kernel, for a panel prefill
   bool panel_wide = false;                 // panel_rows' AVX-512 microkernels (CPU has AVX-512F)
+  KPanelFn kpanel = nullptr;  // a K format's VNNI panel GEMM (kpanel_function), for prefills
 };
 
 // ---- prefill by packed panels (matmul_panels_avx2.cc) ----
@@ -120,6 +126,15 @@ void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_v
 // AVX2 (16 rows x 6 tokens); the same bits either way.
 void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
                 const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
+
+// ---- K-format prefill by packed int8 panels (matmul_kpanels_avx512.cc) ----
+
+// Rows per packed block (one int32 lane each).
+constexpr int kKPanelRows = 16;
+
+// The VNNI panel GEMM of Q4_K/Q5_K/Q6_K (null for other formats): the same bits as the format's
+// row kernel gives each token alone. Only call it when cpu_features().has_avx512_vnni().
+KPanelFn kpanel_function(DType t);
 
 // The AVX2 kernel of a weight format for rows of `cols` elements (F16/BF16 pick their scheme by
 // row length; dot == nullptr when there is none). Only call when the CPU has AVX2+FMA+F16C.

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -248,6 +249,72 @@ TEST(Matmul, VnniQuadTilesEqualAvx2Tiles) {
     }
     EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(float)))
         << dtype_name(t);
+  }
+}
+
+// The K formats' kernels against the single-token dot, bit for bit: the GEMV (8-row groups, a
+// leftover row, and rows longer than its 48-block chunk), the 8-token tile and, with AVX512-VNNI,
+// the packed-panel prefill (a partial 16-row block, a partial 8-token tile). Random blocks, and
+// blocks at the integer sums' extremes (every quant and 6-bit scale at its maximum, Q6_K scales
+// at -128, activations all +-127 after quantization), which must also match the reference.
+TEST(Matmul, KFormatKernelsGiveTheSameBits) {
+  if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(37);
+  const int64_t n = 19;
+  for (const DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    for (const int64_t cols : {768, 12800}) {
+      for (const bool extreme : {false, true}) {
+        const int64_t rows = cols > 1024 ? 9 : 37;
+        Weights w = random_weights(t, rows, cols, rng);
+        std::vector<float> x = random_x(n * cols, rng);
+        if (extreme) {
+          const DTypeLayout layout = require_layout(t);
+          const std::vector<int> f16_fields = testing::scale_fields(t);
+          for (size_t blk = 0; blk < w.bytes.size() / layout.block_bytes; ++blk)
+            for (int i = 0; i < static_cast<int>(layout.block_bytes); ++i) {
+              auto& byte = w.bytes[blk * layout.block_bytes + i];
+              const bool f16 =
+                  std::find(f16_fields.begin(), f16_fields.end(), i & ~1) != f16_fields.end();
+              const bool q6_scale = t == DType::kQ6_K && i >= 192 && i < 208;
+              if (!f16) byte = q6_scale ? std::byte{0x80} : std::byte{0xff};
+            }
+          for (int64_t i = 0; i < n * cols; ++i) x[i] = (i / cols) % 2 == 0 ? 1.0f : -1.0f;
+        }
+        const std::string what = std::string(dtype_name(t)) + " " + std::to_string(cols) +
+                                 (extreme ? " extreme" : " random");
+        const detail::RowKernel kn = detail::avx2_row_kernel(t, cols, rows);
+        const auto* wb = reinterpret_cast<const uint8_t*>(w.view.data);
+        const size_t row_bytes = static_cast<size_t>(w.view.row_bytes());
+        const size_t stride = detail::act_row_bytes(kn.act, cols);
+        std::vector<uint8_t> act(stride * n);
+        for (int64_t i = 0; i < n; ++i)
+          detail::quantize_act_row(kn.act, x.data() + i * cols, cols, act.data() + i * stride);
+        std::vector<float> want(n * rows), gemv(n * rows), tile(8 * rows);
+        for (int64_t i = 0; i < n; ++i) {
+          for (int64_t r = 0; r < rows; ++r)
+            want[i * rows + r] = kn.dot(wb + r * row_bytes, act.data() + i * stride, cols);
+          kn.rows(wb, row_bytes, rows, act.data() + i * stride, cols, gemv.data() + i * rows);
+        }
+        for (int64_t r = 0; r < rows; ++r)
+          kn.tokens_1row(wb + r * row_bytes, row_bytes, act.data(), stride, cols, tile.data() + r,
+                         static_cast<size_t>(rows));
+        EXPECT_EQ(0, std::memcmp(want.data(), gemv.data(), want.size() * sizeof(float))) << what;
+        EXPECT_EQ(0, std::memcmp(want.data(), tile.data(), tile.size() * sizeof(float))) << what;
+        if (cpu_features().has_avx512_vnni()) {
+          ASSERT_NE(kn.kpanel, nullptr) << what;
+          std::vector<float> panel(n * rows, -1.0f);
+          kn.kpanel(wb, row_bytes, rows, act.data(), stride, n, cols, panel.data(),
+                    static_cast<size_t>(rows));
+          EXPECT_EQ(0, std::memcmp(want.data(), panel.data(), want.size() * sizeof(float))) << what;
+        }
+        if (extreme) {
+          std::vector<float> ref(n * rows);
+          matmul_reference(x.data(), n, w.view, ref.data());
+          for (size_t i = 0; i < ref.size(); ++i)
+            EXPECT_NEAR(want[i], ref[i], 1e-5 * std::fabs(ref[i])) << what << " at " << i;
+        }
+      }
+    }
   }
 }
 

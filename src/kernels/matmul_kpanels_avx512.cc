@@ -1,0 +1,353 @@
+// Prefill of K-format weights (Q4_K, Q5_K, Q6_K) by packed int8 panels with AVX-512 VNNI.
+//
+// The AVX2 tiles (matmul_avx2.cc) unpack one weight row and multiply it with 8 tokens through
+// maddubs + madd-by-scale + add: three operations per 32 products and token, plus the float work
+// of every super-block. Here the weights of 16 rows are first unpacked into bytes and packed so
+// that one 64-byte load holds four consecutive elements of each of the 16 rows (int32 lane r =
+// row r); then vpdpbusd with a token's four activation bytes broadcast adds 64 products for one
+// token in one instruction. Each sub-block's int32 sums are multiplied by their 16 rows' scales
+// (vpmulld) into the super-block sum S, the mins or offset term comes from vpdpwssd over the
+// activations' 16-element sums, and each super-block ends with the K formats' float rule (see
+// matmul_avx2.cc: acc = fma(float(S), d * dx, acc), then fnmadd of the mins term). The integer
+// sums are exact and the float steps the same, so the result is the same bits as the GEMV and the
+// AVX2 tiles give: a token's result still does not depend on its batch.
+//
+// The packing is paid once per 16 rows and call, and then read by every 8-token tile from L2.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "kernels/matmul_internal.h"
+#include "kernels/quant_blocks.h"
+
+// GCC 12's avx512fintrin.h builds the pass-through operand of many intrinsics (_mm512_cvtepi32_ps,
+// _mm512_unpacklo_epi32, ...) from a self-initialised "undefined" register, which
+// -W(maybe-)uninitialized reports once inlined here: false positives, gone in GCC 13's headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define GEMMAX_KPANEL __attribute__((target("avx512f,avx512vnni,avx2,fma,f16c")))
+
+namespace gemmax::detail {
+namespace {
+
+using namespace quant;
+
+constexpr int kRows = kKPanelRows;  // one int32 lane per row
+constexpr int kTokens = 8;          // tokens per microkernel call
+constexpr int kQuads = kQKK / 4;    // 4-element groups per super-block
+
+// One super-block of 16 packed rows. q[i][r][c]: element 4i + c of row r (unsigned: Q4_K 0..15,
+// Q5_K 0..31, Q6_K 0..63). Q4_K/Q5_K: sc[j][r] = sub-block j's 6-bit scale, mn[j][r] = its min
+// in both int16 halves (vpdpwssd multiplies it with the two 16-element sums of sub-block j).
+// Q6_K: sc[g][r] = the int8 scale of the 16 elements g (as int32), scp[i][r] = 32 times scales 2i
+// and 2i+1 as two int16 (vpdpwssd with the sums of those two groups gives the offset term).
+struct alignas(64) PackedQ45 {
+  uint8_t q[kQuads][kRows][4];
+  int32_t sc[8][kRows];
+  int32_t mn[8][kRows];
+  float d[kRows], dmin[kRows];
+};
+
+struct alignas(64) PackedQ6 {
+  uint8_t q[kQuads][kRows][4];
+  int32_t sc[16][kRows];
+  int32_t scp[8][kRows];
+  float d[kRows];
+};
+
+GEMMAX_KPANEL inline __m512i broadcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+GEMMAX_KPANEL inline __m512i load(const void* p) { return _mm512_load_si512(p); }
+
+// A token's activations in super-block b.
+inline const A8Block256* block_of(const uint8_t* act, size_t stride, int t, int64_t b) {
+  return reinterpret_cast<const A8Block256*>(act + t * stride) + b;
+}
+
+// out[t][r] for T tokens x 16 packed rows over nsb super-blocks.
+template <int T>
+GEMMAX_KPANEL void micro_q45(const PackedQ45* p, int64_t nsb, const uint8_t* act, size_t stride,
+                             float (*out)[kRows]) {
+  __m512 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nsb; ++b, ++p) {
+    const A8Block256* a[T];
+    __m512i s[T], is[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      a[t] = block_of(act, stride, t, b);
+      s[t] = _mm512_setzero_si512();
+    }
+    for (int j = 0; j < 8; ++j) {  // sub-block j: elements 32j..32j+31
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        const __m512i w = load(p->q[8 * j + i]);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t)
+          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast4(a[t]->q + 32 * j + 4 * i));
+      }
+      const __m512i sc = load(p->sc[j]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(is[t], sc));
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i mn = load(p->mn[j]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        is[t] = _mm512_dpwssd_epi32(is[t], mn, broadcast4(a[t]->bsums + 2 * j));
+    }
+    const __m512 d = _mm512_load_ps(p->d), dmin = _mm512_load_ps(p->dmin);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m512 dx = _mm512_set1_ps(a[t]->d);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(d, dx), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dmin, dx), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out[t], acc[t]);
+}
+
+template <int T>
+GEMMAX_KPANEL void micro_q6(const PackedQ6* p, int64_t nsb, const uint8_t* act, size_t stride,
+                            float (*out)[kRows]) {
+  __m512 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nsb; ++b, ++p) {
+    const A8Block256* a[T];
+    __m512i s[T], is[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      a[t] = block_of(act, stride, t, b);
+      s[t] = _mm512_setzero_si512();
+    }
+    for (int g = 0; g < 16; ++g) {  // scale group g: elements 16g..16g+15
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m512i w = load(p->q[4 * g + i]);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t)
+          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast4(a[t]->q + 16 * g + 4 * i));
+      }
+      const __m512i sc = load(p->sc[g]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(is[t], sc));
+    }
+    // The offset of 32: S - sum_g(32 * sc_g * bsum_g), exact in int32 (see Q6K in matmul_avx2.cc).
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      const __m512i scp = load(p->scp[i]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        is[t] = _mm512_dpwssd_epi32(is[t], scp, broadcast4(a[t]->bsums + 2 * i));
+    }
+    const __m512 d = _mm512_load_ps(p->d);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m512i dot = _mm512_sub_epi32(s[t], is[t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a[t]->d)),
+                               acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out[t], acc[t]);
+}
+
+// ---- packing: 16 rows' blocks through 16 x 16 transposes of 32-bit words ----
+
+// The 16 words of 16 registers transposed: m[r] word j -> m[j] word r.
+GEMMAX_KPANEL inline void transpose16(__m512i (&m)[16]) {
+  __m512i a[16], b[16];
+  for (int i = 0; i < 16; i += 2) {  // within 128-bit lanes: words of rows i, i + 1 interleaved
+    a[i] = _mm512_unpacklo_epi32(m[i], m[i + 1]);
+    a[i + 1] = _mm512_unpackhi_epi32(m[i], m[i + 1]);
+  }
+  // b[4g + e], lane L: word 4L + e of rows 4g..4g+3.
+  for (int g = 0; g < 4; ++g) {
+    b[4 * g] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+    b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+  }
+  for (int e = 0; e < 4; ++e) {  // a 4 x 4 transpose of 128-bit lanes
+    const __m512i c0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44);
+    const __m512i c1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xee);
+    const __m512i c2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44);
+    const __m512i c3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xee);
+    m[e] = _mm512_shuffle_i32x4(c0, c2, 0x88);
+    m[4 + e] = _mm512_shuffle_i32x4(c0, c2, 0xdd);
+    m[8 + e] = _mm512_shuffle_i32x4(c1, c3, 0x88);
+    m[12 + e] = _mm512_shuffle_i32x4(c1, c3, 0xdd);
+  }
+}
+
+// Words [off/4, off/4 + 16) of the 16 rows' blocks (row r at w + r * row_bytes), word j of every
+// row in m[j]; rows past n_rows are zeros. off + 64 never passes the block's end.
+GEMMAX_KPANEL inline void load_words(const uint8_t* w, size_t row_bytes, int n_rows, int off,
+                                     __m512i (&m)[16]) {
+  for (int r = 0; r < kRows; ++r)
+    m[r] = r < n_rows ? _mm512_loadu_si512(w + r * row_bytes + off) : _mm512_setzero_si512();
+  transpose16(m);
+}
+
+GEMMAX_KPANEL inline __m512i bytes_of(__m512i v, int shift, int mask) {
+  return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi8(static_cast<char>(mask)));
+}
+
+// Byte i of every word as an unsigned or sign-extended int32.
+GEMMAX_KPANEL inline __m512i byte_u32(__m512i v, int i) {
+  return _mm512_and_si512(_mm512_srli_epi32(v, 8 * i), _mm512_set1_epi32(0xff));
+}
+GEMMAX_KPANEL inline __m512i byte_s32(__m512i v, int i) {
+  return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
+}
+
+// The two f16 halves of every word as floats.
+GEMMAX_KPANEL inline __m512 f16_low(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+GEMMAX_KPANEL inline __m512 f16_high(__m512i v) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+}
+
+GEMMAX_KPANEL inline void store(void* p, __m512i v) { _mm512_store_si512(p, v); }
+
+// Q4_K (144 bytes: d, dmin | 12 bytes of scales and mins | 128 bytes of nibbles) and Q5_K (176:
+// the same head | 32 bytes of fifth bits | nibbles). Nibble word l of 64-element chunk c holds
+// elements 64c + 4l.. (low nibbles) and 64c + 32 + 4l.. (high).
+template <bool kFifthBit>
+GEMMAX_KPANEL void pack_q45(const uint8_t* w, size_t row_bytes, int n_rows, PackedQ45& p) {
+  constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs,
+                kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
+  __m512i head[16];
+  load_words(w, row_bytes, n_rows, 0, head);
+  _mm512_store_ps(p.d, f16_low(head[0]));
+  _mm512_store_ps(p.dmin, f16_high(head[0]));
+  // The 6-bit scales and mins (quant::k_scale_min), four per word: 0-3 in the low 6 bits of words
+  // 1 (scales) and 2 (mins), 4-7 from the nibbles of word 3 and the top 2 bits of words 1 and 2.
+  const __m512i sc_hi =
+      _mm512_or_si512(bytes_of(head[3], 0, 0x0f), _mm512_slli_epi32(bytes_of(head[1], 6, 0x03), 4));
+  const __m512i m_hi =
+      _mm512_or_si512(bytes_of(head[3], 4, 0x0f), _mm512_slli_epi32(bytes_of(head[2], 6, 0x03), 4));
+  const __m512i sc_lo = bytes_of(head[1], 0, 0x3f), m_lo = bytes_of(head[2], 0, 0x3f);
+  for (int j = 0; j < 8; ++j) {
+    const __m512i m = byte_u32(j < 4 ? m_lo : m_hi, j % 4);
+    store(p.sc[j], byte_u32(j < 4 ? sc_lo : sc_hi, j % 4));
+    store(p.mn[j], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+  }
+  __m512i qh[16];
+  if constexpr (kFifthBit) load_words(w, row_bytes, n_rows, q5_k::kQh, qh);  // words 0-7
+  // The 32 nibble words in two loads: words 0-15, then words 16-31 (the block's last 64 bytes).
+  for (int half = 0; half < 2; ++half) {
+    __m512i qs[16];
+    load_words(w, row_bytes, n_rows, half == 0 ? kQs : kBytes - 64, qs);
+    for (int word = 0; word < 16; ++word) {
+      const int c = 2 * half + word / 8, l = word % 8;
+      __m512i lo = bytes_of(qs[word], 0, 0x0f), hi = bytes_of(qs[word], 4, 0x0f);
+      if constexpr (kFifthBit) {
+        lo = _mm512_or_si512(lo, _mm512_slli_epi32(bytes_of(qh[l], 2 * c, 0x01), 4));
+        hi = _mm512_or_si512(hi, _mm512_slli_epi32(bytes_of(qh[l], 2 * c + 1, 0x01), 4));
+      }
+      store(p.q[16 * c + l], lo);
+      store(p.q[16 * c + 8 + l], hi);
+    }
+  }
+}
+
+// Q6_K (210 bytes: 128 bytes of low nibbles | 64 of 2-bit highs | 16 int8 scales | f16 d). In
+// half h, quarter s, word l (elements 128h + 32s + 4l..): the low nibbles of ql word 16h + 8(s%2)
+// + l (the high nibbles when s >= 2) and bits 2s, 2s+1 of qh word 8h + l.
+GEMMAX_KPANEL void pack_q6(const uint8_t* w, size_t row_bytes, int n_rows, PackedQ6& p) {
+  __m512i qh[16], tail[16];
+  load_words(w, row_bytes, n_rows, q6_k::kQh, qh);  // words 0-15: qh
+  load_words(w, row_bytes, n_rows, 144, tail);      // words 12-15: the scales
+  for (int g = 0; g < 16; ++g) store(p.sc[g], byte_s32(tail[12 + g / 4], g % 4));
+  for (int i = 0; i < 8; ++i) {  // 32 * scales 2i, 2i + 1 as int16 halves
+    const __m512i s0 = byte_s32(tail[12 + i / 2], 2 * (i % 2)),
+                  s1 = byte_s32(tail[12 + i / 2], 2 * (i % 2) + 1);
+    store(p.scp[i],
+          _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(s0, 5), _mm512_set1_epi32(0xffff)),
+                          _mm512_slli_epi32(s1, 21)));
+  }
+  alignas(64) uint16_t d[kRows] = {};
+  for (int r = 0; r < n_rows; ++r) d[r] = load_u16(w + r * row_bytes + q6_k::kD);
+  _mm512_store_ps(p.d, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))));
+  for (int h = 0; h < 2; ++h) {
+    __m512i ql[16];
+    load_words(w, row_bytes, n_rows, q6_k::kQl + 64 * h, ql);
+    for (int s = 0; s < 4; ++s)
+      for (int l = 0; l < 8; ++l) {
+        const __m512i low = bytes_of(ql[8 * (s % 2) + l], 4 * (s / 2), 0x0f);
+        const __m512i high = _mm512_slli_epi32(bytes_of(qh[8 * h + l], 2 * s, 0x03), 4);
+        store(p.q[32 * h + 8 * s + l], _mm512_or_si512(low, high));
+      }
+  }
+}
+
+// One format: its packed super-block, block bytes, packer and microkernels for 1..8 tokens.
+template <class Packed>
+using MicroFn = void (*)(const Packed*, int64_t, const uint8_t*, size_t, float (*)[kRows]);
+
+template <class Packed, int kBlockBytes, void (*Pack)(const uint8_t*, size_t, int, Packed&),
+          MicroFn<Packed> const (&Micro)[kTokens]>
+void panel_rows_of(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* act,
+                   size_t act_stride, int64_t n_tokens, int64_t k, float* y, size_t ldy) {
+  thread_local std::vector<Packed> buf;
+  const int64_t nsb = k / kQKK;
+  Packed* packed = scratch(buf, static_cast<size_t>(std::max<int64_t>(nsb, 1)));
+  float out[kTokens][kRows];
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, n_rows - r0));
+    for (int64_t b = 0; b < nsb; ++b)
+      Pack(w + r0 * row_bytes + b * kBlockBytes, row_bytes, rows, packed[b]);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
+      const int tokens = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
+      Micro[tokens - 1](packed, nsb, act + t0 * act_stride, act_stride, out);
+      for (int t = 0; t < tokens; ++t)
+        std::memcpy(y + (t0 + t) * ldy + r0, out[t], static_cast<size_t>(rows) * sizeof(float));
+    }
+  }
+}
+
+constexpr MicroFn<PackedQ45> kMicroQ45[kTokens] = {micro_q45<1>, micro_q45<2>, micro_q45<3>,
+                                                   micro_q45<4>, micro_q45<5>, micro_q45<6>,
+                                                   micro_q45<7>, micro_q45<8>};
+constexpr MicroFn<PackedQ6> kMicroQ6[kTokens] = {micro_q6<1>, micro_q6<2>, micro_q6<3>,
+                                                 micro_q6<4>, micro_q6<5>, micro_q6<6>,
+                                                 micro_q6<7>, micro_q6<8>};
+
+}  // namespace
+
+KPanelFn kpanel_function(DType t) {
+  switch (t) {
+    case DType::kQ4_K:
+      return panel_rows_of<PackedQ45, q4_k::kBytes, pack_q45<false>, kMicroQ45>;
+    case DType::kQ5_K:
+      return panel_rows_of<PackedQ45, q5_k::kBytes, pack_q45<true>, kMicroQ45>;
+    case DType::kQ6_K:
+      return panel_rows_of<PackedQ6, q6_k::kBytes, pack_q6, kMicroQ6>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace gemmax::detail
