@@ -348,12 +348,6 @@ const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t 
 // row block's weights costs about what 6-12 tokens of FMAs do.
 constexpr int64_t kPanelMinTokens = 16;
 
-// The K formats' int8 panels pay from fewer tokens: their packing is cheap next to the AVX2 tiles'
-// unpacking, and below 8 tokens there is no tile at all (a GEMV per token). Whole prefills,
-// interleaved, panels against none: 4B Q4_K_M 4 tokens 13 -> 19-21 tok/s, 8 tokens 25.5 -> 32.5,
-// 16 tokens 26.5 -> 53; 270M Q4_K_M 4 tokens +4-13%, 2 tokens -2-4% (hence 4).
-constexpr int64_t kKPanelMinTokens = 4;
-
 bool use_panels(const detail::RowKernel& kn, int64_t n_tokens, int64_t k) {
   return n_tokens >= kPanelMinTokens && detail::panel_supported(kn.panel, k);
 }
@@ -421,7 +415,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
         acts[slot] = prepare_activations(f, x, n_tokens, o.w->cols(), pool, &strides[slot]);
       job.act = acts[slot];
       job.act_stride = strides[slot];
-      job.kpanels = job.kernel.kpanel != nullptr && n_tokens >= kKPanelMinTokens;
+      job.kpanels = job.kernel.kpanel != nullptr && n_tokens >= job.kernel.kpanel_min_tokens;
     }
     fused.first_row[fused.n + 1] = fused.first_row[fused.n] + o.w->rows();
     ++fused.n;

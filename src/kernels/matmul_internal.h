@@ -101,7 +101,8 @@ struct RowKernel {
   TokensSpanFn tokens_span = nullptr, tokens_span_1row = nullptr;  // tokens(_1row) over [k0, k1)
   PanelScheme panel = PanelScheme::kNone;  // the chains of a BF16 kernel, for a panel prefill
   bool panel_wide = false;                 // panel_rows' AVX-512 microkernels (CPU has AVX-512F)
-  KPanelFn kpanel = nullptr;  // a K format's VNNI panel GEMM (kpanel_function), for prefills
+  KPanelFn kpanel = nullptr;  // VNNI panel GEMM (kpanel_function, quad_panel_function): prefills
+  int64_t kpanel_min_tokens = 0;  // of at least this many tokens
 };
 
 // ---- prefill by packed panels (matmul_panels_avx2.cc) ----
@@ -135,6 +136,10 @@ constexpr int kKPanelRows = 16;
 // The VNNI panel GEMM of Q4_K/Q5_K/Q6_K (null for other formats): the same bits as the format's
 // row kernel gives each token alone. Only call it when cpu_features().has_avx512_vnni().
 KPanelFn kpanel_function(DType t);
+
+// The same for Q4_0/Q5_0/Q5_0x4/Q8_0 (matmul_qpanels_avx512.cc): the same bits as their quad
+// tiles. Only call it when cpu_features().has_avx512_vnni().
+KPanelFn quad_panel_function(DType t);
 
 // The AVX2 kernel of a weight format for rows of `cols` elements (F16/BF16 pick their scheme by
 // row length; dot == nullptr when there is none). Only call when the CPU has AVX2+FMA+F16C.

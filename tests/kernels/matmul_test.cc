@@ -252,39 +252,55 @@ TEST(Matmul, VnniQuadTilesEqualAvx2Tiles) {
   }
 }
 
-// The K formats' kernels against the single-token dot, bit for bit: the GEMV (8-row groups, a
-// leftover row, and rows longer than its 48-block chunk), the 8-token tile and, with AVX512-VNNI,
-// the packed-panel prefill (a partial 16-row block, a partial 8-token tile). Random blocks, and
-// blocks at the integer sums' extremes (every quant and 6-bit scale at its maximum, Q6_K scales
-// at -128, activations all +-127 after quantization), which must also match the reference.
-TEST(Matmul, KFormatKernelsGiveTheSameBits) {
+// Weights at the integer sums' extremes: every quant and 6-bit scale at its maximum (all bits
+// set), Q8_0 quants and Q6_K scales at -128; the f16 scales stay random.
+void make_extreme(DType t, Weights& w) {
+  const DTypeLayout layout = require_layout(t);
+  const std::vector<int> f16_fields = testing::scale_fields(t);
+  for (size_t blk = 0; blk < w.bytes.size() / layout.block_bytes; ++blk)
+    for (int i = 0; i < static_cast<int>(layout.block_bytes); ++i) {
+      if (std::find(f16_fields.begin(), f16_fields.end(), i & ~1) != f16_fields.end()) continue;
+      const bool minus128 = (t == DType::kQ6_K && i >= 192 && i < 208) || t == DType::kQ8_0;
+      w.bytes[blk * layout.block_bytes + i] = minus128 ? std::byte{0x80} : std::byte{0xff};
+    }
+}
+
+// The integer formats' kernels against the single-token dot, bit for bit: the GEMV (for K
+// formats in 8-row groups, with a leftover row, and rows longer than its 48-block chunk), the
+// 8-token tile and, with AVX512-VNNI, the packed-panel prefill (a partial 16-row block, partial
+// 8-token tiles, a partial last quad of blocks). Random blocks, and blocks at the integer sums'
+// extremes with activations all +-127 after quantization, which must also match the reference.
+TEST(Matmul, IntegerKernelsGiveTheSameBits) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   std::mt19937 rng(37);
   const int64_t n = 19;
-  for (const DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
-    for (const int64_t cols : {768, 12800}) {
+  for (const DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ4_0, DType::kQ5_0,
+                        DType::kQ8_0, DType::kQ5_0x4}) {
+    const bool k_format = require_layout(t).block_size == 256;
+    // K rows of 3 and 50 blocks; the others end in a partial quad (38 blocks) except Q5_0x4.
+    const std::vector<int64_t> widths =
+        k_format ? std::vector<int64_t>{768, 12800}
+                 : std::vector<int64_t>{t == DType::kQ5_0x4 ? 1280 : 1216, 4096};
+    for (const int64_t cols : widths) {
       for (const bool extreme : {false, true}) {
-        const int64_t rows = cols > 1024 ? 9 : 37;
-        Weights w = random_weights(t, rows, cols, rng);
-        std::vector<float> x = random_x(n * cols, rng);
-        if (extreme) {
-          const DTypeLayout layout = require_layout(t);
-          const std::vector<int> f16_fields = testing::scale_fields(t);
-          for (size_t blk = 0; blk < w.bytes.size() / layout.block_bytes; ++blk)
-            for (int i = 0; i < static_cast<int>(layout.block_bytes); ++i) {
-              auto& byte = w.bytes[blk * layout.block_bytes + i];
-              const bool f16 =
-                  std::find(f16_fields.begin(), f16_fields.end(), i & ~1) != f16_fields.end();
-              const bool q6_scale = t == DType::kQ6_K && i >= 192 && i < 208;
-              if (!f16) byte = q6_scale ? std::byte{0x80} : std::byte{0xff};
-            }
-          for (int64_t i = 0; i < n * cols; ++i) x[i] = (i / cols) % 2 == 0 ? 1.0f : -1.0f;
+        const int64_t rows = cols > 4096 ? 9 : 37;
+        const DType stored = t == DType::kQ5_0x4 ? DType::kQ5_0 : t;
+        Weights w = random_weights(stored, rows, cols, rng);
+        if (extreme) make_extreme(stored, w);
+        TensorView view = w.view;
+        std::vector<std::byte> copy;
+        if (t == DType::kQ5_0x4) {
+          copy.resize(repacked_bytes(view));
+          view = repack_weight(view, copy.data(), nullptr);
         }
+        std::vector<float> x = random_x(n * cols, rng);
+        if (extreme)
+          for (int64_t i = 0; i < n * cols; ++i) x[i] = (i / cols) % 2 == 0 ? 1.0f : -1.0f;
         const std::string what = std::string(dtype_name(t)) + " " + std::to_string(cols) +
                                  (extreme ? " extreme" : " random");
         const detail::RowKernel kn = detail::avx2_row_kernel(t, cols, rows);
-        const auto* wb = reinterpret_cast<const uint8_t*>(w.view.data);
-        const size_t row_bytes = static_cast<size_t>(w.view.row_bytes());
+        const auto* wb = reinterpret_cast<const uint8_t*>(view.data);
+        const size_t row_bytes = static_cast<size_t>(view.row_bytes());
         const size_t stride = detail::act_row_bytes(kn.act, cols);
         std::vector<uint8_t> act(stride * n);
         for (int64_t i = 0; i < n; ++i)
@@ -309,7 +325,7 @@ TEST(Matmul, KFormatKernelsGiveTheSameBits) {
         }
         if (extreme) {
           std::vector<float> ref(n * rows);
-          matmul_reference(x.data(), n, w.view, ref.data());
+          matmul_reference(x.data(), n, view, ref.data());
           for (size_t i = 0; i < ref.size(); ++i)
             EXPECT_NEAR(want[i], ref[i], 1e-5 * std::fabs(ref[i])) << what << " at " << i;
         }

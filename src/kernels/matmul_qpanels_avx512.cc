@@ -1,0 +1,230 @@
+// Prefill of the 32-element block formats (Q4_0, Q5_0, Q5_0x4, Q8_0) by packed int8 panels with
+// AVX-512 VNNI, giving the same bits as their AVX2/VNNI quad tiles (matmul_avx2.cc,
+// quad_tiles.inc).
+//
+// A quad tile keeps, per weight row and token, 8 float lanes: lane l = 2m + h belongs to block m of
+// each group of four blocks (a quad) and to 16 of its elements (8j + 4h + i, j, i < 4). Per quad,
+// lane l adds float(its exact int32 dot minus the offset term) times (d_w(m) * d_x(m)) with one
+// FMA, and the row's result is hsum of the 8 lanes. Here one int32/float lane is one of 16 rows
+// instead: the 8 lane classes are computed one after another, each over every quad of the row
+// (vpdpbusd on packed bytes, four per class and quad, then the same subtraction, conversion,
+// product and FMA), and the 8 class sums are then added in hsum's order. Signed Q8_0 weights go in
+// with 128 added (u8 for vpdpbusd) and 128 * sum(activations) subtracted: the same exact int32 as
+// the tiles' sign trick.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "kernels/matmul_internal.h"
+#include "kernels/quant_blocks.h"
+
+// GCC 12's avx512fintrin.h: see matmul_kpanels_avx512.cc.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define GEMMAX_QPANEL __attribute__((target("avx512f,avx512vnni,avx2,fma,f16c")))
+
+namespace gemmax::detail {
+namespace {
+
+using namespace quant;
+
+constexpr int kRows = kKPanelRows;  // one int32 lane per row
+constexpr int kTokens = 8;          // tokens per microkernel call
+constexpr int kClasses = 8;         // the quad tiles' lanes
+
+// One quad (four blocks) of 16 packed rows: q[l][j][r] = the 4 unsigned bytes that lane class l
+// of row r multiplies with A8Quad::q[j][4l..4l+3]; dw[m][r] = block m's f16 scale as f32 (0 for
+// blocks past the row's end).
+struct alignas(64) PackedQuad {
+  uint8_t q[kClasses][4][kRows][4];
+  float dw[4][kRows];
+};
+
+// Packing works on 32-bit words: the word of lane class (m, h) and register j holds elements
+// 8j + 4h .. 8j + 4h + 3 of block m, which every format stores as (parts of) one or two words.
+
+// Bits 0-3 of x to bit 4 of bytes 0-3 (Q5_0's fifth bits).
+constexpr uint32_t spread4(uint32_t x) {
+  return (x & 1) << 4 | (x & 2) << 11 | (x & 4) << 18 | (x & 8) << 25;
+}
+
+// Nibble word: the low (j < 2) or high (j >= 2) nibbles of the bytes at qs + 8 * (j % 2) + 4h.
+inline uint32_t nibbles(const uint8_t* qs, int j, int h) {
+  return (load_u32(qs + 8 * (j % 2) + 4 * h) >> (4 * (j / 2))) & 0x0f0f0f0fu;
+}
+
+// Formats: stored bytes per quad; word(quad, m, h, j), the unsigned bytes vpdpbusd multiplies;
+// block m's f16 scale; the offset term of a lane, from A8Quad::sums16 (16 x the sum of the lane's
+// activations).
+struct Q4_0P {
+  static constexpr int kQuadBytes = 4 * q4_0::kBytes;
+  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
+    return nibbles(quad + m * q4_0::kBytes + q4_0::kQs, j, h);
+  }
+  static uint16_t d(const uint8_t* quad, int m) {
+    return load_u16(quad + m * q4_0::kBytes + q4_0::kD);
+  }
+  static int32_t offset(int32_t sums16) { return sums16 >> 1; }  // 8 x the sum
+};
+
+struct Q5_0P {
+  static constexpr int kQuadBytes = 4 * q5_0::kBytes;
+  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
+    const uint8_t* b = quad + m * q5_0::kBytes;
+    return nibbles(b + q5_0::kQs, j, h) |
+           spread4((load_u32(b + q5_0::kQh) >> (8 * j + 4 * h)) & 15);
+  }
+  static uint16_t d(const uint8_t* quad, int m) {
+    return load_u16(quad + m * q5_0::kBytes + q5_0::kD);
+  }
+  static int32_t offset(int32_t sums16) { return sums16; }  // 16 x the sum
+};
+
+// Q5_0x4 (quant_blocks.h): nibble byte i of block m at qs[8m + i] (i < 8) and qs[32 + 8m + i - 8]
+// (i >= 8); the fifth bit of element 8j + p of block m at bit j + 4 * (m / 2) of
+// qh[8 * (m % 2) + p].
+struct Q5_0x4P {
+  static constexpr int kQuadBytes = q5_0x4::kBytes;
+  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
+    const uint32_t nib =
+        (load_u32(quad + q5_0x4::kQs + 32 * (j % 2) + 8 * m + 4 * h) >> (4 * (j / 2))) &
+        0x0f0f0f0fu;
+    const uint32_t high = load_u32(quad + q5_0x4::kQh + 8 * (m % 2) + 4 * h);
+    return nib | ((high >> (j + 4 * (m / 2))) & 0x01010101u) << 4;
+  }
+  static uint16_t d(const uint8_t* quad, int m) { return load_u16(quad + q5_0x4::kD + 2 * m); }
+  static int32_t offset(int32_t sums16) { return sums16; }
+};
+
+struct Q8_0P {  // int8 + 128: the sign bits flipped
+  static constexpr int kQuadBytes = 4 * q8_0::kBytes;
+  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
+    return load_u32(quad + m * q8_0::kBytes + q8_0::kQs + 8 * j + 4 * h) ^ 0x80808080u;
+  }
+  static uint16_t d(const uint8_t* quad, int m) {
+    return load_u16(quad + m * q8_0::kBytes + q8_0::kD);
+  }
+  static int32_t offset(int32_t sums16) { return sums16 * 8; }  // 128 x the sum
+};
+
+// Quads [0, nq) of rows [0, n_rows) (n_rows <= 16) of a matrix with nb blocks per row; missing
+// rows and blocks stay zero.
+template <class F>
+void pack_rows(const uint8_t* w, size_t row_bytes, int n_rows, int64_t nb, PackedQuad* p) {
+  const int64_t nq = (nb + 3) / 4;
+  std::memset(static_cast<void*>(p), 0, sizeof(PackedQuad) * nq);
+  for (int r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w + r * row_bytes;
+    for (int64_t g = 0; g < nq; ++g) {
+      const uint8_t* quad = row + g * F::kQuadBytes;
+      const int n = static_cast<int>(std::min<int64_t>(4, nb - 4 * g));  // the last may be partial
+      for (int m = 0; m < n; ++m) {
+        p[g].dw[m][r] = f16_to_f32(F::d(quad, m));
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j) {
+            const uint32_t v = F::word(quad, m, h, j);
+            std::memcpy(p[g].q[2 * m + h][j][r], &v, 4);
+          }
+      }
+    }
+  }
+}
+
+GEMMAX_QPANEL inline __m512i broadcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// acc[t] (16 rows) = lane class l's FMA chain over the nq quads for T tokens, stored to out[t].
+template <class F, int T>
+GEMMAX_QPANEL void micro_class(const PackedQuad* p, int64_t nq, int l, const uint8_t* act,
+                               size_t stride, float (*out)[kRows]) {
+  __m512 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  const int m = l / 2;
+  for (int64_t g = 0; g < nq; ++g, ++p) {
+    const __m512i w0 = _mm512_load_si512(p->q[l][0]), w1 = _mm512_load_si512(p->q[l][1]);
+    const __m512i w2 = _mm512_load_si512(p->q[l][2]), w3 = _mm512_load_si512(p->q[l][3]);
+    const __m512 dw = _mm512_load_ps(p->dw[m]);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * stride)[g];
+      __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, broadcast4(a.q[0] + 4 * l));
+      dot = _mm512_dpbusd_epi32(dot, w1, broadcast4(a.q[1] + 4 * l));
+      dot = _mm512_dpbusd_epi32(dot, w2, broadcast4(a.q[2] + 4 * l));
+      dot = _mm512_dpbusd_epi32(dot, w3, broadcast4(a.q[3] + 4 * l));
+      dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(F::offset(a.sums16[l])));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(a.d[l])),
+                               acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) _mm512_store_ps(out[t], acc[t]);
+}
+
+// y[t * ldy + r] for T tokens: each token's 8 class chains, added as hsum adds lanes.
+template <class F, int T>
+GEMMAX_QPANEL void micro(const PackedQuad* p, int64_t nq, const uint8_t* act, size_t stride,
+                         float* y, size_t ldy, int rows) {
+  alignas(64) float part[kClasses][T][kRows];
+  for (int l = 0; l < kClasses; ++l) micro_class<F, T>(p, nq, l, act, stride, part[l]);
+  const auto mask = static_cast<__mmask16>((1u << rows) - 1);
+  for (int t = 0; t < T; ++t) {
+    __m512 c[kClasses];
+    for (int l = 0; l < kClasses; ++l) c[l] = _mm512_load_ps(part[l][t]);
+    const __m512 even = _mm512_add_ps(_mm512_add_ps(c[0], c[4]), _mm512_add_ps(c[2], c[6]));
+    const __m512 odd = _mm512_add_ps(_mm512_add_ps(c[1], c[5]), _mm512_add_ps(c[3], c[7]));
+    _mm512_mask_storeu_ps(y + t * ldy, mask, _mm512_add_ps(even, odd));
+  }
+}
+
+template <class F>
+using MicroFn = void (*)(const PackedQuad*, int64_t, const uint8_t*, size_t, float*, size_t, int);
+
+template <class F>
+constexpr MicroFn<F> kMicro[kTokens] = {micro<F, 1>, micro<F, 2>, micro<F, 3>, micro<F, 4>,
+                                        micro<F, 5>, micro<F, 6>, micro<F, 7>, micro<F, 8>};
+
+template <class F>
+void panel_rows_of(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* act,
+                   size_t act_stride, int64_t n_tokens, int64_t k, float* y, size_t ldy) {
+  thread_local std::vector<PackedQuad> buf;
+  const int64_t nb = k / kQK, nq = (nb + 3) / 4;
+  PackedQuad* packed = scratch(buf, static_cast<size_t>(std::max<int64_t>(nq, 1)));
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, n_rows - r0));
+    pack_rows<F>(w + r0 * row_bytes, row_bytes, rows, nb, packed);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
+      const int tokens = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
+      kMicro<F>[tokens - 1](packed, nq, act + t0 * act_stride, act_stride, y + t0 * ldy + r0, ldy,
+                            rows);
+    }
+  }
+}
+
+}  // namespace
+
+KPanelFn quad_panel_function(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+      return panel_rows_of<Q4_0P>;
+    case DType::kQ5_0:
+      return panel_rows_of<Q5_0P>;
+    case DType::kQ5_0x4:
+      return panel_rows_of<Q5_0x4P>;
+    case DType::kQ8_0:
+      return panel_rows_of<Q8_0P>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace gemmax::detail
