@@ -873,11 +873,11 @@ RowKernel quad_kernel(DType t, bool vnni) {
   if (vnni) {
     RowKernel kn = row_tiled_kernel<ActFormat::kA8Quad, 8, quad_vnni::tile_quads<F, 1>,
                                     quad_vnni::tile_quads<F, 8>>();
-    // The panels' packing costs more than these tiles' unpacking: whole prefills, interleaved,
-    // panels against tiles: 1B Q8_0 16 tokens 125 -> 88 tok/s, 32 tokens 145 -> 137, 64 tokens
-    // 153 -> 177, 512 tokens 160 -> 238; 270M Q4_0 32 tokens equal, 64 tokens +20%.
+    // Below 32 tokens the tiles win: whole prefills, interleaved, panels against tiles: 1B Q8_0
+    // 16 tokens 137 -> 119 tok/s, 32 tokens 158 -> 177, 512 tokens 160 -> 238; 270M Q4_0 16 tokens
+    // -12-30%, 32 tokens +5%; 1B Q4_K_M (mostly Q5_0x4) 16 tokens -9%, 32 tokens +9%.
     kn.kpanel = quad_panel_function(t);
-    kn.kpanel_min_tokens = 48;
+    kn.kpanel_min_tokens = 32;
     return kn;
   }
   return row_tiled_kernel<ActFormat::kA8Quad, 8, quad_avx2::tile_quads<F, 1>,

@@ -22,6 +22,7 @@
 
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
+#include "kernels/word_transpose_avx512.h"
 
 // GCC 12's avx512fintrin.h builds the pass-through operand of many intrinsics (_mm512_cvtepi32_ps,
 // _mm512_unpacklo_epi32, ...) from a self-initialised "undefined" register, which
@@ -181,46 +182,7 @@ GEMMAX_KPANEL void micro_q6(const PackedQ6* p, int64_t nsb, const uint8_t* act, 
   store_rows<T>(acc, y, ldy, rows);
 }
 
-// ---- packing: 16 rows' blocks through 16 x 16 transposes of 32-bit words ----
-
-// The 16 words of 16 registers transposed: m[r] word j -> m[j] word r.
-GEMMAX_KPANEL inline void transpose16(__m512i (&m)[16]) {
-  __m512i a[16], b[16];
-  for (int i = 0; i < 16; i += 2) {  // within 128-bit lanes: words of rows i, i + 1 interleaved
-    a[i] = _mm512_unpacklo_epi32(m[i], m[i + 1]);
-    a[i + 1] = _mm512_unpackhi_epi32(m[i], m[i + 1]);
-  }
-  // b[4g + e], lane L: word 4L + e of rows 4g..4g+3.
-  for (int g = 0; g < 4; ++g) {
-    b[4 * g] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
-    b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
-    b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
-    b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
-  }
-  for (int e = 0; e < 4; ++e) {  // a 4 x 4 transpose of 128-bit lanes
-    const __m512i c0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44);
-    const __m512i c1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xee);
-    const __m512i c2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44);
-    const __m512i c3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xee);
-    m[e] = _mm512_shuffle_i32x4(c0, c2, 0x88);
-    m[4 + e] = _mm512_shuffle_i32x4(c0, c2, 0xdd);
-    m[8 + e] = _mm512_shuffle_i32x4(c1, c3, 0x88);
-    m[12 + e] = _mm512_shuffle_i32x4(c1, c3, 0xdd);
-  }
-}
-
-// Words [off/4, off/4 + 16) of the 16 rows' blocks (row r at w + r * row_bytes), word j of every
-// row in m[j]; rows past n_rows are zeros. off + 64 never passes the block's end.
-GEMMAX_KPANEL inline void load_words(const uint8_t* w, size_t row_bytes, int n_rows, int off,
-                                     __m512i (&m)[16]) {
-  for (int r = 0; r < kRows; ++r)
-    m[r] = r < n_rows ? _mm512_loadu_si512(w + r * row_bytes + off) : _mm512_setzero_si512();
-  transpose16(m);
-}
-
-GEMMAX_KPANEL inline __m512i bytes_of(__m512i v, int shift, int mask) {
-  return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi8(static_cast<char>(mask)));
-}
+// ---- packing: 16 rows' blocks through 16 x 16 word transposes (word_transpose_avx512.h) ----
 
 // Byte i of every word as an unsigned or sign-extended int32.
 GEMMAX_KPANEL inline __m512i byte_u32(__m512i v, int i) {
@@ -228,12 +190,6 @@ GEMMAX_KPANEL inline __m512i byte_u32(__m512i v, int i) {
 }
 GEMMAX_KPANEL inline __m512i byte_s32(__m512i v, int i) {
   return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
-}
-
-// The two f16 halves of every word as floats.
-GEMMAX_KPANEL inline __m512 f16_low(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
-GEMMAX_KPANEL inline __m512 f16_high(__m512i v) {
-  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 }
 
 GEMMAX_KPANEL inline void store(void* p, __m512i v) { _mm512_store_si512(p, v); }
@@ -246,7 +202,7 @@ GEMMAX_KPANEL void pack_q45(const uint8_t* w, size_t row_bytes, int n_rows, Pack
   constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs,
                 kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
   __m512i head[16];
-  load_words(w, row_bytes, n_rows, 0, head);
+  load_words(w, row_bytes, n_rows, 0, 0xffff, head);
   _mm512_store_ps(p.d, f16_low(head[0]));
   _mm512_store_ps(p.dmin, f16_high(head[0]));
   // The 6-bit scales and mins (quant::k_scale_min), four per word: 0-3 in the low 6 bits of words
@@ -262,11 +218,11 @@ GEMMAX_KPANEL void pack_q45(const uint8_t* w, size_t row_bytes, int n_rows, Pack
     store(p.mn[j], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
   }
   __m512i qh[16];
-  if constexpr (kFifthBit) load_words(w, row_bytes, n_rows, q5_k::kQh, qh);  // words 0-7
+  if constexpr (kFifthBit) load_words(w, row_bytes, n_rows, q5_k::kQh, 0xffff, qh);  // words 0-7
   // The 32 nibble words in two loads: words 0-15, then words 16-31 (the block's last 64 bytes).
   for (int half = 0; half < 2; ++half) {
     __m512i qs[16];
-    load_words(w, row_bytes, n_rows, half == 0 ? kQs : kBytes - 64, qs);
+    load_words(w, row_bytes, n_rows, half == 0 ? kQs : kBytes - 64, 0xffff, qs);
     for (int word = 0; word < 16; ++word) {
       const int c = 2 * half + word / 8, l = word % 8;
       __m512i lo = bytes_of(qs[word], 0, 0x0f), hi = bytes_of(qs[word], 4, 0x0f);
@@ -285,8 +241,8 @@ GEMMAX_KPANEL void pack_q45(const uint8_t* w, size_t row_bytes, int n_rows, Pack
 // + l (the high nibbles when s >= 2) and bits 2s, 2s+1 of qh word 8h + l.
 GEMMAX_KPANEL void pack_q6(const uint8_t* w, size_t row_bytes, int n_rows, PackedQ6& p) {
   __m512i qh[16], tail[16];
-  load_words(w, row_bytes, n_rows, q6_k::kQh, qh);  // words 0-15: qh
-  load_words(w, row_bytes, n_rows, 144, tail);      // words 12-15: the scales
+  load_words(w, row_bytes, n_rows, q6_k::kQh, 0xffff, qh);  // words 0-15: qh
+  load_words(w, row_bytes, n_rows, 144, 0xffff, tail);      // words 12-15: the scales
   for (int g = 0; g < 16; ++g) store(p.sc[g], byte_s32(tail[12 + g / 4], g % 4));
   for (int i = 0; i < 8; ++i) {  // 32 * scales 2i, 2i + 1 as int16 halves
     const __m512i s0 = byte_s32(tail[12 + i / 2], 2 * (i % 2)),
@@ -300,7 +256,7 @@ GEMMAX_KPANEL void pack_q6(const uint8_t* w, size_t row_bytes, int n_rows, Packe
   _mm512_store_ps(p.d, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))));
   for (int h = 0; h < 2; ++h) {
     __m512i ql[16];
-    load_words(w, row_bytes, n_rows, q6_k::kQl + 64 * h, ql);
+    load_words(w, row_bytes, n_rows, q6_k::kQl + 64 * h, 0xffff, ql);
     for (int s = 0; s < 4; ++s)
       for (int l = 0; l < 8; ++l) {
         const __m512i low = bytes_of(ql[8 * (s % 2) + l], 4 * (s / 2), 0x0f);

@@ -20,6 +20,7 @@
 
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
+#include "kernels/word_transpose_avx512.h"
 
 // GCC 12's avx512fintrin.h: see matmul_kpanels_avx512.cc.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -46,93 +47,161 @@ struct alignas(64) PackedQuad {
   float dw[4][kRows];
 };
 
-// Packing works on 32-bit words: the word of lane class (m, h) and register j holds elements
-// 8j + 4h .. 8j + 4h + 3 of block m, which every format stores as (parts of) one or two words.
+// Packing: one quad of 16 rows at a time, through 16 x 16 word transposes (word_transpose_avx512.h)
+// of masked loads that stay inside the quad. The word of lane class (m, h) and register j holds
+// elements 8j + 4h .. 8j + 4h + 3 of block m: in every format (parts of) one stored word, turned
+// into the unsigned bytes vpdpbusd multiplies.
 
-// Bits 0-3 of x to bit 4 of bytes 0-3 (Q5_0's fifth bits).
-constexpr uint32_t spread4(uint32_t x) {
-  return (x & 1) << 4 | (x & 2) << 11 | (x & 4) << 18 | (x & 8) << 25;
+// Bits 0-3 of every word to bit 4 of its bytes 0-3 (Q5_0's fifth bits): bit i is moved up by 7i by
+// the product (no two of the shifted bits meet, so there are no carries), then bit 8i is kept.
+GEMMAX_QPANEL inline __m512i spread4(__m512i x) {
+  const __m512i spread =
+      _mm512_mullo_epi32(_mm512_and_si512(x, _mm512_set1_epi32(15)), _mm512_set1_epi32(0x00204081));
+  return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
 }
 
-// Nibble word: the low (j < 2) or high (j >= 2) nibbles of the bytes at qs + 8 * (j % 2) + 4h.
-inline uint32_t nibbles(const uint8_t* qs, int j, int h) {
-  return (load_u32(qs + 8 * (j % 2) + 4 * h) >> (4 * (j / 2))) & 0x0f0f0f0fu;
+// Nibble word of register j from a block's stored nibble word (the low nibbles for j < 2).
+GEMMAX_QPANEL inline __m512i nibble_word(__m512i stored, int j) {
+  return bytes_of(stored, 4 * (j / 2), 0x0f);
 }
 
-// Formats: stored bytes per quad; word(quad, m, h, j), the unsigned bytes vpdpbusd multiplies;
-// block m's f16 scale; the offset term of a lane, from A8Quad::sums16 (16 x the sum of the lane's
-// activations).
+// Block m's f16 scales of the 16 rows (zero past n_rows), at byte `off` of each row.
+inline void scalar_scales(const uint8_t* w, size_t row_bytes, int n_rows, size_t off, float* dw) {
+  for (int r = 0; r < kRows; ++r)
+    dw[r] = r < n_rows ? f16_to_f32(load_u16(w + r * row_bytes + off)) : 0.0f;
+}
+
+GEMMAX_QPANEL inline void zero_block(int m, PackedQuad& p) {
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 4; ++j) _mm512_store_si512(p.q[2 * m + h][j], _mm512_setzero_si512());
+  _mm512_store_ps(p.dw[m], _mm512_setzero_ps());
+}
+
+// Formats: the bytes of a quad, and pack(w, row_bytes, n_rows, quad offset, blocks n, p), which
+// fills p for the n blocks and zeroes the rest; the offset term of a lane, from A8Quad::sums16 (16
+// x the sum of the lane's activations).
+
+// Q4_0 (18-byte blocks: f16 d | 16 nibble bytes). One load at block m0 = 0, 1 (+2 bytes) holds its
+// four nibble words in words 0-3 and block m0 + 2's in words 9-12.
 struct Q4_0P {
   static constexpr int kQuadBytes = 4 * q4_0::kBytes;
-  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
-    return nibbles(quad + m * q4_0::kBytes + q4_0::kQs, j, h);
-  }
-  static uint16_t d(const uint8_t* quad, int m) {
-    return load_u16(quad + m * q4_0::kBytes + q4_0::kD);
+  GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
+                                 PackedQuad& p) {
+    for (int m0 = 0; m0 < 2; ++m0) {
+      if (m0 >= n) {
+        zero_block(m0, p);
+        zero_block(m0 + 2, p);
+        continue;
+      }
+      __m512i v[16];
+      const auto words = static_cast<__mmask16>(0x000f | (m0 + 2 < n ? 0x1e00 : 0));
+      load_words(w, rb, nr, quad + m0 * q4_0::kBytes + q4_0::kQs, words, v);
+      for (int m = m0; m < 4; m += 2) {
+        if (m >= n) {
+          zero_block(m, p);
+          continue;
+        }
+        const int base = m == m0 ? 0 : 9;
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j)
+            _mm512_store_si512(p.q[2 * m + h][j], nibble_word(v[base + 2 * (j % 2) + h], j));
+        scalar_scales(w, rb, nr, quad + m * q4_0::kBytes + q4_0::kD, p.dw[m]);
+      }
+    }
   }
   static int32_t offset(int32_t sums16) { return sums16 >> 1; }  // 8 x the sum
 };
 
+// Q5_0 (22-byte blocks: f16 d | 32 fifth bits | 16 nibble bytes). One load at block m0 = 0, 1 (+2
+// bytes) holds its fifth bits in word 0 and nibble words in words 1-4, block m0 + 2's in words 11
+// and 12-15.
 struct Q5_0P {
   static constexpr int kQuadBytes = 4 * q5_0::kBytes;
-  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
-    const uint8_t* b = quad + m * q5_0::kBytes;
-    return nibbles(b + q5_0::kQs, j, h) |
-           spread4((load_u32(b + q5_0::kQh) >> (8 * j + 4 * h)) & 15);
-  }
-  static uint16_t d(const uint8_t* quad, int m) {
-    return load_u16(quad + m * q5_0::kBytes + q5_0::kD);
+  GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
+                                 PackedQuad& p) {
+    for (int m0 = 0; m0 < 2; ++m0) {
+      if (m0 >= n) {
+        zero_block(m0, p);
+        zero_block(m0 + 2, p);
+        continue;
+      }
+      __m512i v[16];
+      const auto words = static_cast<__mmask16>(0x001f | (m0 + 2 < n ? 0xf800 : 0));
+      load_words(w, rb, nr, quad + m0 * q5_0::kBytes + q5_0::kQh, words, v);
+      for (int m = m0; m < 4; m += 2) {
+        if (m >= n) {
+          zero_block(m, p);
+          continue;
+        }
+        const int base = m == m0 ? 0 : 11;
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j) {
+            const __m512i fifth = spread4(_mm512_srli_epi32(v[base], 8 * j + 4 * h));
+            _mm512_store_si512(
+                p.q[2 * m + h][j],
+                _mm512_or_si512(nibble_word(v[base + 1 + 2 * (j % 2) + h], j), fifth));
+          }
+        scalar_scales(w, rb, nr, quad + m * q5_0::kBytes + q5_0::kD, p.dw[m]);
+      }
+    }
   }
   static int32_t offset(int32_t sums16) { return sums16; }  // 16 x the sum
 };
 
-// Q5_0x4 (quant_blocks.h): nibble byte i of block m at qs[8m + i] (i < 8) and qs[32 + 8m + i - 8]
-// (i >= 8); the fifth bit of element 8j + p of block m at bit j + 4 * (m / 2) of
-// qh[8 * (m % 2) + p].
+// Q5_0x4 (quant_blocks.h; quads are always whole): 64 nibble bytes, nibble byte i of block m at
+// qs[8m + i] (i < 8) and qs[32 + 8m + i - 8]; 16 bytes of fifth bits, that of element 8j + p of
+// block m at bit j + 4 * (m / 2) of qh[8 * (m % 2) + p]; the four f16 scales.
 struct Q5_0x4P {
   static constexpr int kQuadBytes = q5_0x4::kBytes;
-  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
-    const uint32_t nib =
-        (load_u32(quad + q5_0x4::kQs + 32 * (j % 2) + 8 * m + 4 * h) >> (4 * (j / 2))) &
-        0x0f0f0f0fu;
-    const uint32_t high = load_u32(quad + q5_0x4::kQh + 8 * (m % 2) + 4 * h);
-    return nib | ((high >> (j + 4 * (m / 2))) & 0x01010101u) << 4;
+  GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int /*n*/,
+                                 PackedQuad& p) {
+    __m512i qs[16], tail[16];
+    load_words(w, rb, nr, quad + q5_0x4::kQs, 0xffff, qs);
+    load_words(w, rb, nr, quad + q5_0x4::kQh, 0x003f, tail);  // qh words 0-3, scales 4-5
+    for (int m = 0; m < 4; ++m)
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < 4; ++j) {
+          const __m512i fifth = bytes_of(tail[2 * (m % 2) + h], j + 4 * (m / 2), 0x01);
+          _mm512_store_si512(p.q[2 * m + h][j],
+                             _mm512_or_si512(nibble_word(qs[8 * (j % 2) + 2 * m + h], j),
+                                             _mm512_slli_epi32(fifth, 4)));
+        }
+    _mm512_store_ps(p.dw[0], f16_low(tail[4]));
+    _mm512_store_ps(p.dw[1], f16_high(tail[4]));
+    _mm512_store_ps(p.dw[2], f16_low(tail[5]));
+    _mm512_store_ps(p.dw[3], f16_high(tail[5]));
   }
-  static uint16_t d(const uint8_t* quad, int m) { return load_u16(quad + q5_0x4::kD + 2 * m); }
   static int32_t offset(int32_t sums16) { return sums16; }
 };
 
-struct Q8_0P {  // int8 + 128: the sign bits flipped
+// Q8_0 (34-byte blocks: f16 d | 32 int8), + 128: the sign bits flipped.
+struct Q8_0P {
   static constexpr int kQuadBytes = 4 * q8_0::kBytes;
-  static uint32_t word(const uint8_t* quad, int m, int h, int j) {
-    return load_u32(quad + m * q8_0::kBytes + q8_0::kQs + 8 * j + 4 * h) ^ 0x80808080u;
-  }
-  static uint16_t d(const uint8_t* quad, int m) {
-    return load_u16(quad + m * q8_0::kBytes + q8_0::kD);
+  GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
+                                 PackedQuad& p) {
+    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+    for (int m = 0; m < 4; ++m) {
+      if (m >= n) {
+        zero_block(m, p);
+        continue;
+      }
+      __m512i v[16];
+      load_words(w, rb, nr, quad + m * q8_0::kBytes + q8_0::kQs, 0x00ff, v);
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < 4; ++j)
+          _mm512_store_si512(p.q[2 * m + h][j], _mm512_xor_si512(v[2 * j + h], sign));
+      scalar_scales(w, rb, nr, quad + m * q8_0::kBytes + q8_0::kD, p.dw[m]);
+    }
   }
   static int32_t offset(int32_t sums16) { return sums16 * 8; }  // 128 x the sum
 };
 
-// Quads [0, nq) of rows [0, n_rows) (n_rows <= 16) of a matrix with nb blocks per row; missing
-// rows and blocks stay zero.
+// Quads [0, nq) of rows [0, n_rows) (n_rows <= 16) of a matrix with nb blocks per row.
 template <class F>
 void pack_rows(const uint8_t* w, size_t row_bytes, int n_rows, int64_t nb, PackedQuad* p) {
-  const int64_t nq = (nb + 3) / 4;
-  std::memset(static_cast<void*>(p), 0, sizeof(PackedQuad) * nq);
-  for (int r = 0; r < n_rows; ++r) {
-    const uint8_t* row = w + r * row_bytes;
-    for (int64_t g = 0; g < nq; ++g) {
-      const uint8_t* quad = row + g * F::kQuadBytes;
-      const int n = static_cast<int>(std::min<int64_t>(4, nb - 4 * g));  // the last may be partial
-      for (int m = 0; m < n; ++m) {
-        p[g].dw[m][r] = f16_to_f32(F::d(quad, m));
-        for (int h = 0; h < 2; ++h)
-          for (int j = 0; j < 4; ++j) {
-            const uint32_t v = F::word(quad, m, h, j);
-            std::memcpy(p[g].q[2 * m + h][j][r], &v, 4);
-          }
-      }
-    }
+  for (int64_t g = 0; g * 4 < nb; ++g) {
+    const int n = static_cast<int>(std::min<int64_t>(4, nb - 4 * g));  // the last may be partial
+    F::pack(w, row_bytes, n_rows, static_cast<size_t>(g * F::kQuadBytes), n, p[g]);
   }
 }
 
