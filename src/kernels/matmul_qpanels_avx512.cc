@@ -81,69 +81,60 @@ GEMMAX_QPANEL inline void zero_block(int m, PackedQuad& p) {
 // fills p for the n blocks and zeroes the rest; the offset term of a lane, from A8Quad::sums16 (16
 // x the sum of the lane's activations).
 
-// Q4_0 (18-byte blocks: f16 d | 16 nibble bytes). One load at block m0 = 0, 1 (+2 bytes) holds its
-// four nibble words in words 0-3 and block m0 + 2's in words 9-12.
-struct Q4_0P {
-  static constexpr int kQuadBytes = 4 * q4_0::kBytes;
-  GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
-                                 PackedQuad& p) {
-    for (int m0 = 0; m0 < 2; ++m0) {
-      if (m0 >= n) {
-        zero_block(m0, p);
-        zero_block(m0 + 2, p);
+// Q4_0 and Q5_0: blocks m0 and m0 + 2 (m0 = 0, 1) of a quad from one masked load of the 16 words
+// at block m0's byte F::kOff: the first block's words from word 0 (F::kFirst of them), the
+// second's from word F::kSecond. F::word(v, h, j) builds the packed word of (h, j) from a block's
+// words v[0..].
+template <class F>
+GEMMAX_QPANEL void pack_block_pairs(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
+                                    PackedQuad& p) {
+  for (int m0 = 0; m0 < 2; ++m0) {
+    __m512i v[16];
+    if (m0 < n) {
+      const unsigned first = (1u << F::kFirst) - 1;
+      const auto words = static_cast<__mmask16>(first | (m0 + 2 < n ? first << F::kSecond : 0));
+      load_words(w, rb, nr, quad + m0 * F::kBlockBytes + F::kOff, words, v);
+    }
+    for (int m = m0; m < 4; m += 2) {
+      if (m >= n) {
+        zero_block(m, p);
         continue;
       }
-      __m512i v[16];
-      const auto words = static_cast<__mmask16>(0x000f | (m0 + 2 < n ? 0x1e00 : 0));
-      load_words(w, rb, nr, quad + m0 * q4_0::kBytes + q4_0::kQs, words, v);
-      for (int m = m0; m < 4; m += 2) {
-        if (m >= n) {
-          zero_block(m, p);
-          continue;
-        }
-        const int base = m == m0 ? 0 : 9;
-        for (int h = 0; h < 2; ++h)
-          for (int j = 0; j < 4; ++j)
-            _mm512_store_si512(p.q[2 * m + h][j], nibble_word(v[base + 2 * (j % 2) + h], j));
-        scalar_scales(w, rb, nr, quad + m * q4_0::kBytes + q4_0::kD, p.dw[m]);
-      }
+      const __m512i* block = v + (m == m0 ? 0 : F::kSecond);
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < 4; ++j) _mm512_store_si512(p.q[2 * m + h][j], F::word(block, h, j));
+      scalar_scales(w, rb, nr, quad + m * F::kBlockBytes + F::kD, p.dw[m]);
     }
+  }
+}
+
+// Q4_0 (18-byte blocks: f16 d | 16 nibble bytes): the four nibble words at +2 bytes, the next
+// block but one's 36 bytes (9 words) on.
+struct Q4_0P {
+  static constexpr int kBlockBytes = q4_0::kBytes, kQuadBytes = 4 * kBlockBytes, kD = q4_0::kD;
+  static constexpr int kOff = q4_0::kQs, kFirst = 4, kSecond = 9;
+  GEMMAX_QPANEL static __m512i word(const __m512i* v, int h, int j) {
+    return nibble_word(v[2 * (j % 2) + h], j);
+  }
+  GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
+                                 PackedQuad& p) {
+    pack_block_pairs<Q4_0P>(w, rb, nr, quad, n, p);
   }
   static int32_t offset(int32_t sums16) { return sums16 >> 1; }  // 8 x the sum
 };
 
-// Q5_0 (22-byte blocks: f16 d | 32 fifth bits | 16 nibble bytes). One load at block m0 = 0, 1 (+2
-// bytes) holds its fifth bits in word 0 and nibble words in words 1-4, block m0 + 2's in words 11
-// and 12-15.
+// Q5_0 (22-byte blocks: f16 d | 32 fifth bits | 16 nibble bytes): from +2 bytes the fifth bits'
+// word and the four nibble words, the next block but one's 44 bytes (11 words) on.
 struct Q5_0P {
-  static constexpr int kQuadBytes = 4 * q5_0::kBytes;
+  static constexpr int kBlockBytes = q5_0::kBytes, kQuadBytes = 4 * kBlockBytes, kD = q5_0::kD;
+  static constexpr int kOff = q5_0::kQh, kFirst = 5, kSecond = 11;
+  GEMMAX_QPANEL static __m512i word(const __m512i* v, int h, int j) {
+    const __m512i fifth = spread4(_mm512_srli_epi32(v[0], 8 * j + 4 * h));
+    return _mm512_or_si512(nibble_word(v[1 + 2 * (j % 2) + h], j), fifth);
+  }
   GEMMAX_QPANEL static void pack(const uint8_t* w, size_t rb, int nr, size_t quad, int n,
                                  PackedQuad& p) {
-    for (int m0 = 0; m0 < 2; ++m0) {
-      if (m0 >= n) {
-        zero_block(m0, p);
-        zero_block(m0 + 2, p);
-        continue;
-      }
-      __m512i v[16];
-      const auto words = static_cast<__mmask16>(0x001f | (m0 + 2 < n ? 0xf800 : 0));
-      load_words(w, rb, nr, quad + m0 * q5_0::kBytes + q5_0::kQh, words, v);
-      for (int m = m0; m < 4; m += 2) {
-        if (m >= n) {
-          zero_block(m, p);
-          continue;
-        }
-        const int base = m == m0 ? 0 : 11;
-        for (int h = 0; h < 2; ++h)
-          for (int j = 0; j < 4; ++j) {
-            const __m512i fifth = spread4(_mm512_srli_epi32(v[base], 8 * j + 4 * h));
-            _mm512_store_si512(
-                p.q[2 * m + h][j],
-                _mm512_or_si512(nibble_word(v[base + 1 + 2 * (j % 2) + h], j), fifth));
-          }
-        scalar_scales(w, rb, nr, quad + m * q5_0::kBytes + q5_0::kD, p.dw[m]);
-      }
-    }
+    pack_block_pairs<Q5_0P>(w, rb, nr, quad, n, p);
   }
   static int32_t offset(int32_t sums16) { return sums16; }  // 16 x the sum
 };
