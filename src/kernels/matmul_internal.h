@@ -82,8 +82,9 @@ enum class PanelScheme { kNone, kChain8, kPairs16 };
 constexpr int kPanelSchemes = 3;
 constexpr int64_t kPairSpan = 2048;
 
-// y[t * ldy + r] for n_rows weight rows (row_bytes apart) and n_tokens A8Block256 activation rows
-// (act_stride bytes apart), k elements each: a whole prefill of one weight's row range.
+// y[t * ldy + r] for n_rows weight rows (row_bytes apart) and n_tokens activation rows prepared in
+// the kernel's ActFormat (act_stride bytes apart), k elements each: a whole prefill of one
+// weight's row range.
 using KPanelFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint8_t* act,
                           size_t act_stride, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 
@@ -128,7 +129,7 @@ void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_v
 void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
                 const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 
-// ---- K-format prefill by packed int8 panels (matmul_kpanels_avx512.cc) ----
+// ---- integer prefill by packed int8 panels (matmul_kpanels_avx512.cc, matmul_qpanels_avx512.cc)
 
 // Rows per packed block (one int32 lane each).
 constexpr int kKPanelRows = 16;
