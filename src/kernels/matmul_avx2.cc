@@ -781,7 +781,7 @@ GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, cons
     for (int64_t b0 = 0; b0 < nsb; b0 += kChunk) {
       const int64_t nb = std::min(kChunk, nsb - b0);
       __m256i s[kChunk][8], m[kChunk][F::kMins ? 8 : 1];
-      alignas(16) uint16_t d[kChunk][8], dmin[kChunk][8];
+      alignas(16) uint16_t d[kChunk][8], dmin[kChunk][F::kMins ? 8 : 1];
       for (int i = 0; i < 8; ++i) {
         const uint8_t* row = w + (r + i) * row_bytes + b0 * F::kBytes;
         for (int64_t b = 0; b < nb; ++b, row += F::kBytes) {

@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstring>
 #include <vector>
 
 #include "kernels/matmul_internal.h"
@@ -62,12 +61,6 @@ struct alignas(64) PackedQ6 {
   float d[kRows];
 };
 
-GEMMAX_KPANEL inline __m512i broadcast4(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
 GEMMAX_KPANEL inline __m512i load(const void* p) { return _mm512_load_si512(p); }
 
 // y[t * ldy + r] = lane r of acc[t] for r < rows. (Streaming whole lines past the caches measured
@@ -107,7 +100,7 @@ GEMMAX_KPANEL void micro_q45(const PackedQ45* p, int64_t nsb, const uint8_t* act
         const __m512i w = load(p->q[8 * j + i]);
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t)
-          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast4(a[t]->q + 32 * j + 4 * i));
+          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast_word(a[t]->q + 32 * j + 4 * i));
       }
       const __m512i sc = load(p->sc[j]);
 #pragma GCC unroll 8
@@ -120,7 +113,7 @@ GEMMAX_KPANEL void micro_q45(const PackedQ45* p, int64_t nsb, const uint8_t* act
       const __m512i mn = load(p->mn[j]);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t)
-        is[t] = _mm512_dpwssd_epi32(is[t], mn, broadcast4(a[t]->bsums + 2 * j));
+        is[t] = _mm512_dpwssd_epi32(is[t], mn, broadcast_word(a[t]->bsums + 2 * j));
     }
     const __m512 d = _mm512_load_ps(p->d), dmin = _mm512_load_ps(p->dmin);
 #pragma GCC unroll 8
@@ -155,7 +148,7 @@ GEMMAX_KPANEL void micro_q6(const PackedQ6* p, int64_t nsb, const uint8_t* act, 
         const __m512i w = load(p->q[4 * g + i]);
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t)
-          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast4(a[t]->q + 16 * g + 4 * i));
+          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast_word(a[t]->q + 16 * g + 4 * i));
       }
       const __m512i sc = load(p->sc[g]);
 #pragma GCC unroll 8
@@ -169,7 +162,7 @@ GEMMAX_KPANEL void micro_q6(const PackedQ6* p, int64_t nsb, const uint8_t* act, 
       const __m512i scp = load(p->scp[i]);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t)
-        is[t] = _mm512_dpwssd_epi32(is[t], scp, broadcast4(a[t]->bsums + 2 * i));
+        is[t] = _mm512_dpwssd_epi32(is[t], scp, broadcast_word(a[t]->bsums + 2 * i));
     }
     const __m512 d = _mm512_load_ps(p->d);
 #pragma GCC unroll 8

@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstring>
 #include <vector>
 
 #include "kernels/matmul_internal.h"
@@ -196,12 +195,6 @@ void pack_rows(const uint8_t* w, size_t row_bytes, int n_rows, int64_t nb, Packe
   }
 }
 
-GEMMAX_QPANEL inline __m512i broadcast4(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
 // acc[t] (16 rows) = lane class l's FMA chain over the nq quads for T tokens, stored to out[t].
 template <class F, int T>
 GEMMAX_QPANEL void micro_class(const PackedQuad* p, int64_t nq, int l, const uint8_t* act,
@@ -217,10 +210,10 @@ GEMMAX_QPANEL void micro_class(const PackedQuad* p, int64_t nq, int l, const uin
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const A8Quad& a = reinterpret_cast<const A8Quad*>(act + t * stride)[g];
-      __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, broadcast4(a.q[0] + 4 * l));
-      dot = _mm512_dpbusd_epi32(dot, w1, broadcast4(a.q[1] + 4 * l));
-      dot = _mm512_dpbusd_epi32(dot, w2, broadcast4(a.q[2] + 4 * l));
-      dot = _mm512_dpbusd_epi32(dot, w3, broadcast4(a.q[3] + 4 * l));
+      __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, broadcast_word(a.q[0] + 4 * l));
+      dot = _mm512_dpbusd_epi32(dot, w1, broadcast_word(a.q[1] + 4 * l));
+      dot = _mm512_dpbusd_epi32(dot, w2, broadcast_word(a.q[2] + 4 * l));
+      dot = _mm512_dpbusd_epi32(dot, w3, broadcast_word(a.q[3] + 4 * l));
       dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(F::offset(a.sums16[l])));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(a.d[l])),
                                acc[t]);

@@ -1,12 +1,13 @@
-// 32-bit word transposes for packing weights of 16 rows into AVX-512 panels (the int8 panel
-// GEMMs of matmul_kpanels_avx512.cc and matmul_qpanels_avx512.cc): word j of 16 rows' blocks into
-// one register, lane r = row r. Only call from code that runs on AVX-512F CPUs.
+// 32-bit word helpers of the int8 AVX-512 panel GEMMs (matmul_kpanels_avx512.cc,
+// matmul_qpanels_avx512.cc): transposes that pack 16 rows' blocks (word j of the 16 rows in one
+// register, lane r = row r) and word broadcasts. Only call from code that runs on AVX-512F CPUs.
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #define GEMMAX_AVX512_WORDS __attribute__((target("avx512f,avx2,fma,f16c")))
 
@@ -52,6 +53,14 @@ GEMMAX_AVX512_WORDS inline void load_words(const uint8_t* w, size_t row_bytes, i
 // (v >> shift) & mask in every byte.
 GEMMAX_AVX512_WORDS inline __m512i bytes_of(__m512i v, int shift, int mask) {
   return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi8(static_cast<char>(mask)));
+}
+
+// The 32-bit word at p (any alignment) in every lane: four activation bytes for vpdpbusd, or two
+// int16 for vpdpwssd.
+GEMMAX_AVX512_WORDS inline __m512i broadcast_word(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
 }
 
 // The low and high f16 halves of every word as floats.
