@@ -847,9 +847,8 @@ template <TileFn Tile11>
 GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                                 int64_t k, float* y) {
   const auto* a = static_cast<const uint8_t*>(act);
-  const auto row = [&](int64_t r) GEMMAX_AVX2 {
-    Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
-  };
+  const auto row = [&](int64_t r)
+                       GEMMAX_AVX2 { Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0); };
   const int64_t part = n_rows / kRowStreams;
   for (int64_t r = 0; r < part; ++r)
     for (int64_t s = 0; s < kRowStreams; ++s) row(r + s * part);
