@@ -855,6 +855,29 @@ GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_ro
   for (int64_t r = kRowStreams * part; r < n_rows; ++r) row(r);
 }
 
+// The same visiting order, with the streams taken two at a time by a 2-row tile: Tile21 gets the
+// distance between two streams as its row stride, so rows r and r + part share one loop. For
+// kernels bound by a chain's latency, not by their port count (BF16), the two rows' chains overlap;
+// each row's result is still bit for bit Tile11's.
+template <TileFn Tile11, TileFn Tile21>
+GEMMAX_AVX2 void rows_from_tile_pairs(const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                                      const void* act, int64_t k, float* y) {
+  static_assert(kRowStreams % 2 == 0);
+  const auto* a = static_cast<const uint8_t*>(act);
+  const int64_t part = n_rows / kRowStreams;
+  const size_t stride = static_cast<size_t>(part) * row_bytes;
+  for (int64_t r = 0; r < part; ++r) {
+    for (int64_t s = 0; s < kRowStreams; s += 2) {
+      float out[2];
+      Tile21(w + (r + s * part) * row_bytes, stride, a, 0, k, out, 0);
+      y[r + s * part] = out[0];
+      y[r + (s + 1) * part] = out[1];
+    }
+  }
+  for (int64_t r = kRowStreams * part; r < n_rows; ++r)
+    Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
+}
+
 // Decode: 1 row x 1 token; prefill: R rows x N tokens, and 1 row x N for leftover rows.
 template <ActFormat A, int R, int N, TileFn Tile11, TileFn Tile1N, TileFn TileRN>
 RowKernel tiled_kernel() {
@@ -878,6 +901,7 @@ RowKernel bf16_pairs_kernel() {
   kn.tokens_span_1row = tile_bf16_pairs_span<1, 3>;
   kn.panel = PanelScheme::kPairs16;
   kn.panel_wide = cpu_features().avx512f;
+  kn.rows = rows_from_tile_pairs<tile_bf16_pairs<1, 1>, tile_bf16_pairs<2, 1>>;
   return kn;
 }
 
@@ -922,11 +946,14 @@ RowKernel half_kernel(int64_t cols, int64_t rows) {
     // 270M BF16 decode (8 of 8 interleaved runs) though not alone.
     if constexpr (kBf16)
       if (rows < kTwoChainRows) return bf16_pairs_kernel();
-    return tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
-                        tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
+    RowKernel head = tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
+                                  tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
+    head.rows = rows_from_tile_pairs<tile_half<kBf16, true, 1, 1>, tile_half<kBf16, true, 2, 1>>;
+    return head;
   }
   RowKernel kn = tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
                               tile_half<kBf16, false, 1, 6>, tile_half<kBf16, false, 2, 6>>();
+  kn.rows = rows_from_tile_pairs<tile_half<kBf16, false, 1, 1>, tile_half<kBf16, false, 2, 1>>;
   if constexpr (kBf16) {
     kn.panel = PanelScheme::kChain8;
     kn.panel_wide = cpu_features().avx512f;
