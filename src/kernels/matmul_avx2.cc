@@ -106,24 +106,6 @@ GEMMAX_AVX2 void quantize_a8x256(const float* x, int64_t k, A8Block256* out) {
 
 // ---- register helpers ----
 
-// Weight rows are streamed front to back; the hardware prefetcher alone left a 2-thread GEMV of the
-// 178 MB LM head at ~18 GB/s. Asking for the line one page (4 KiB) ahead reached ~27 GB/s, the
-// machine's read bandwidth (bench/kernels_bench, lm_head, 1-8 KiB tried: 2-6 KiB were best).
-// Prefetching past the end of a tensor is harmless (a prefetch never faults). Into L2 (T1), not
-// L1: on the Intel AVX-512 host a whole decode ran 8-10% faster (1B Q8_0 19.4 -> 21.6 tok/s, 4B
-// Q4_K_M 8.15 -> 8.6-8.8, interleaved), presumably because L1-bound prefetches hold one of the few
-// L1 fill buffers until their line arrives; T2, and 2 or 8 KiB ahead, measured the same as T1.
-constexpr int kPrefetchBytes = 4096;
-
-inline void prefetch_ahead(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T1);
-}
-
-// The lines of the next `bytes` bytes after p, one page ahead (K-format blocks span 2-4 lines).
-inline void prefetch_ahead(const uint8_t* p, int bytes) {
-  for (int off = 0; off < bytes; off += 64) prefetch_ahead(p + off);
-}
-
 GEMMAX_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -769,7 +751,9 @@ GEMMAX_AVX2 inline void tile_k(const uint8_t* w, size_t /*row_bytes*/, const uin
 // rows are done. Adding the lanes and updating one row at a time (tile_k<F, 1>) cost ~8% of a 4B
 // Q4_K_M decode. Super-blocks go in chunks of kChunk (rows longer than that interleave the group's
 // rows chunk by chunk).
-template <class F>
+// kSums, where given, computes the integer sums of a row's blocks instead of F::sums (the
+// AVX-512 VNNI build of Q4_K/Q5_K: same sums, same bits).
+template <class F, KRowSumsFn kSums = nullptr>
 GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                         int64_t k, float* y) {
   constexpr int64_t kChunk = 48;
@@ -784,6 +768,11 @@ GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, cons
       alignas(16) uint16_t d[kChunk][8], dmin[kChunk][F::kMins ? 8 : 1];
       for (int i = 0; i < 8; ++i) {
         const uint8_t* row = w + (r + i) * row_bytes + b0 * F::kBytes;
+        if constexpr (kSums != nullptr) {
+          static_assert(F::kMins);
+          kSums(row, a + b0, nb, &s[0][i], &m[0][i], &d[0][i], &dmin[0][i], 8);
+          continue;
+        }
         for (int64_t b = 0; b < nb; ++b, row += F::kBytes) {
           prefetch_ahead(row, F::kBytes);
           const A8Block256* ab[1] = {a + b0 + b};
@@ -927,6 +916,10 @@ template <class F>
 RowKernel k_kernel(DType t, bool vnni) {
   RowKernel kn = row_tiled_kernel<ActFormat::kA8x256, 8, tile_k<F, 1>, tile_k<F, 8>>();
   kn.rows = rows_k<F>;
+  if constexpr (F::kMins)
+    if (vnni)
+      kn.rows = F::kBytes == q5_k::kBytes ? rows_k<F, q5_k_row_sums_avx512>
+                                          : rows_k<F, q4_k_row_sums_avx512>;
   // The K panels pay from few tokens: their packing is cheap next to the AVX2 tiles' unpacking,
   // and below 8 tokens there is no tile at all (a GEMV per token). Whole prefills, interleaved,
   // panels against none: 4B Q4_K_M 4 tokens 13 -> 19-21 tok/s, 8 tokens 25.5 -> 32.5, 16 tokens

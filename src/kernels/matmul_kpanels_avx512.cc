@@ -19,17 +19,10 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/avx512_gcc12_warnings.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/word_transpose_avx512.h"
-
-// GCC 12's avx512fintrin.h builds the pass-through operand of many intrinsics (_mm512_cvtepi32_ps,
-// _mm512_unpacklo_epi32, ...) from a self-initialised "undefined" register, which
-// -W(maybe-)uninitialized reports once inlined here: false positives, gone in GCC 13's headers.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 #define GEMMAX_KPANEL __attribute__((target("avx512f,avx512vnni,avx2,fma,f16c")))
 

@@ -17,15 +17,10 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/avx512_gcc12_warnings.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/word_transpose_avx512.h"
-
-// GCC 12's avx512fintrin.h: see matmul_kpanels_avx512.cc.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 #define GEMMAX_QPANEL __attribute__((target("avx512f,avx512vnni,avx2,fma,f16c")))
 

@@ -1,0 +1,123 @@
+// The integer sums of the Q4_K/Q5_K decode GEMV with 512-bit VNNI (rows_k in matmul_avx2.cc does
+// the float steps).
+//
+// A decode GEMV of a K format is bound by its arithmetic on one core, not by the stream: the AVX2
+// sums (maddubs, madd by the sub-block scale, add: twelve operations per 64 weights with the
+// unpacking) ran ~17-18 GB/s cache-resident on one thread, about what one core reads from DRAM,
+// and compute and stream then only partly overlap. Here one 512-bit register holds a 32-byte
+// chunk of nibbles twice, shifted by 0 in the low half and by 4 in the high half, so that after a
+// mask it is sub-block 2c (low) and 2c + 1 (high) against 64 contiguous activation bytes: one
+// vpdpbusd gives each sub-block's products in sums of four (|sum| <= 4 * 31 * 128, an int16), and
+// one vpdpwssd multiplies them by their sub-block's 6-bit scale (the scale in the low word of each
+// dword, 0 in the high one) into the running int32 sum. About five operations per 64 weights.
+//
+// The sums are the same exact int32 S and M as the AVX2 code's (only their spread over lanes
+// differs), so the float rule gives the same bits.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/avx512_gcc12_warnings.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/quant_blocks.h"
+
+#define GEMMAX_KGEMV __attribute__((target("avx512f,avx512vnni,avx2,fma,f16c")))
+
+namespace gemmax::detail {
+namespace {
+
+using namespace quant;
+
+inline uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Sub-block scales j = 0..7 of a Q4_K/Q5_K block as dwords 0..7 (6-bit, unsigned), and the mins
+// as int16 at lanes 2j and 2j + 1 (to multiply the activations' 16-element sums pairwise).
+struct Scales {
+  __m512i sc;
+  __m256i mins;
+};
+
+GEMMAX_KGEMV inline Scales unpack_scales(const uint8_t* q) {
+  const uint32_t a = load_u32(q), b = load_u32(q + 4), c = load_u32(q + 8);
+  const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
+  const __m128i sc8 = _mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo));
+  const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
+  const __m128i twice = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  return {_mm512_castsi256_si512(_mm256_cvtepu8_epi32(sc8)),
+          _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m8, twice))};
+}
+
+// One block's S (in 16 lanes, folded to 8) and M (8 lanes).
+template <bool kFifthBit>
+GEMMAX_KGEMV inline void block_sums(const uint8_t* w, const A8Block256& a, __m256i* s, __m256i* m) {
+  constexpr int kQs = kFifthBit ? q5_k::kQs : q4_k::kQs;
+  const Scales ks = unpack_scales(w + q4_k::kScales);  // same offset in Q5_K
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+  __m512i qh2;
+  if constexpr (kFifthBit)
+    qh2 =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q5_k::kQh)));
+  __m512i acc = _mm512_setzero_si512();
+  for (int c = 0; c < 4; ++c) {
+    const __m512i both = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c)));
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi32(both, halves), low4);
+    if constexpr (kFifthBit) {
+      // Bit 2c of each qh byte is the fifth bit of sub-block 2c, bit 2c + 1 that of 2c + 1.
+      const __m512i shift = _mm512_setr_epi32(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
+                                              2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                              2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1);
+      const __m512i bit = _mm512_and_si512(_mm512_srlv_epi32(qh2, shift), _mm512_set1_epi8(1));
+      q = _mm512_or_si512(q, _mm512_slli_epi32(bit, 4));
+    }
+    const __m512i x = _mm512_loadu_si512(a.q + 64 * c);
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x);
+    const __m512i sc = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1,
+                          2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                          2 * c + 1),
+        ks.sc);
+    acc = _mm512_dpwssd_epi32(acc, dot, sc);
+  }
+  *s = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+  *m = _mm256_madd_epi16(ks.mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
+}
+
+template <bool kFifthBit>
+GEMMAX_KGEMV inline void row_sums(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
+                                  __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride) {
+  constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
+  for (int64_t b = 0; b < nb; ++b, row += kBytes) {
+    prefetch_ahead(row, kBytes);
+    block_sums<kFifthBit>(row, a[b], s + b * stride, m + b * stride);
+    d[b * stride] = load_u16(row + q4_k::kD);
+    dmin[b * stride] = load_u16(row + q4_k::kDmin);
+  }
+}
+
+}  // namespace
+
+void q4_k_row_sums_avx512(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
+                          __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride) {
+  row_sums<false>(row, a, nb, s, m, d, dmin, stride);
+}
+
+void q5_k_row_sums_avx512(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
+                          __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride) {
+  row_sums<true>(row, a, nb, s, m, d, dmin, stride);
+}
+
+}  // namespace gemmax::detail
