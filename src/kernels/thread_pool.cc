@@ -30,11 +30,9 @@ namespace {
 // About 50-100 us of spinning at ~100+ cycles per pause: long enough to catch the next matmul of a
 // decode step, short enough not to steal a shared core for long when the pool is idle.
 constexpr int kSpinIterations = 2000;
-// Chunks per thread: more than one so faster threads pick up the work of slower ones.
-constexpr int64_t kChunksPerThread = 4;
 // The chunk count has 16 bits of the work word.
 constexpr int kMaxThreads = 4096;
-static_assert(kChunksPerThread * kMaxThreads < (1 << 16));
+static_assert(ThreadPool::kMaxChunksPerThread * kMaxThreads < (1 << 16));
 
 // Set while a thread executes a job chunk, so nested parallel_for calls run inline instead of
 // deadlocking on the pool they are running in.
@@ -192,7 +190,8 @@ ThreadPool::~ThreadPool() {
 int ThreadPool::size() const { return impl_->n_threads; }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
-                              const std::function<void(int64_t, int64_t)>& fn) {
+                              const std::function<void(int64_t, int64_t)>& fn,
+                              int chunks_per_thread) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t n_units = (n + grain - 1) / grain;
@@ -206,7 +205,8 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   s.n.store(n, std::memory_order_relaxed);
   s.grain.store(grain, std::memory_order_relaxed);
   s.n_units.store(n_units, std::memory_order_relaxed);
-  const int64_t chunks = std::min(n_units, kChunksPerThread * s.n_threads);
+  const int64_t per_thread = std::clamp(chunks_per_thread, 1, kMaxChunksPerThread);
+  const int64_t chunks = std::min(n_units, per_thread * s.n_threads);
   s.n_chunks.store(chunks, std::memory_order_relaxed);
   s.done.store(0, std::memory_order_relaxed);
   s.error = nullptr;

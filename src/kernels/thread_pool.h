@@ -18,7 +18,11 @@ class ThreadPool {
 
   int size() const;
   // fn(begin, end) over disjoint chunks covering [0, n); chunk boundaries are multiples of `grain`.
-  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  // At most chunks_per_thread (1 to kMaxChunksPerThread) chunks per thread, claimed in turn: more
+  // let a fast thread take over a slow one's work, fewer cost fewer claims and chunk starts.
+  static constexpr int kMaxChunksPerThread = 4;
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                    int chunks_per_thread = kMaxChunksPerThread);
 
  private:
   struct Impl;

@@ -20,16 +20,26 @@ namespace gemmax {
 namespace {
 
 // Runs parallel_for and checks coverage: each index hit exactly once, chunks aligned to grain.
-void expect_exact_cover(ThreadPool& pool, int64_t n, int64_t grain) {
+// Returns the number of chunks fn was called with.
+int expect_exact_cover(ThreadPool& pool, int64_t n, int64_t grain,
+                       int chunks_per_thread = ThreadPool::kMaxChunksPerThread) {
   std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
   std::atomic<bool> misaligned{false};
-  pool.parallel_for(n, grain, [&](int64_t begin, int64_t end) {
-    if (begin % std::max<int64_t>(grain, 1) != 0 || begin >= end || end > n) misaligned = true;
-    for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
-  });
+  std::atomic<int> chunks{0};
+  pool.parallel_for(
+      n, grain,
+      [&](int64_t begin, int64_t end) {
+        if (begin % std::max<int64_t>(grain, 1) != 0 || begin >= end || end > n) misaligned = true;
+        for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        chunks.fetch_add(1);
+      },
+      chunks_per_thread);
   EXPECT_FALSE(misaligned) << "n=" << n << " grain=" << grain;
-  for (int64_t i = 0; i < n; ++i)
-    ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i;
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i;
+    if (hits[static_cast<size_t>(i)].load() != 1) break;
+  }
+  return chunks.load();
 }
 
 TEST(ThreadPool, CoversEveryIndexOnceForManyShapes) {
@@ -40,6 +50,19 @@ TEST(ThreadPool, CoversEveryIndexOnceForManyShapes) {
       for (int64_t grain : {1, 4, 16, 5000}) expect_exact_cover(pool, n, grain);
     }
   }
+}
+
+// A decode GEMV asks for one chunk per thread, prefills for up to kMaxChunksPerThread; counts out
+// of range are clamped.
+TEST(ThreadPool, ChunksPerThreadBoundsTheChunkCount) {
+  ThreadPool pool(3);
+  for (int per_thread : {1, 2, ThreadPool::kMaxChunksPerThread}) {
+    EXPECT_EQ(expect_exact_cover(pool, 1000, 16, per_thread), 3 * per_thread);
+    EXPECT_EQ(expect_exact_cover(pool, 32, 16, per_thread), 2);  // only 2 grains
+  }
+  EXPECT_EQ(expect_exact_cover(pool, 1000, 1, 0), 3);
+  EXPECT_EQ(expect_exact_cover(pool, 1000, 1, -7), 3);
+  EXPECT_EQ(expect_exact_cover(pool, 1000, 1, 1000), 3 * ThreadPool::kMaxChunksPerThread);
 }
 
 TEST(ThreadPool, ZeroAndNegativeSizesDoNothing) {
