@@ -63,7 +63,9 @@ PagedKVCache single_sequence_cache(const Gemma3Model& model, int64_t max_tokens,
   // Every layer may hold one partly filled page at each end of its window, plus the chunk in
   // flight.
   const int64_t per_layer = (max_tokens + params.page_size - 1) / params.page_size + 2;
-  return PagedKVCache(params, per_layer * params.num_layers);
+  PagedKVCache cache(params, per_layer * params.num_layers);
+  cache.prefault();
+  return cache;
 }
 
 }  // namespace gemmax::cli

@@ -66,6 +66,10 @@ class PagedKVCache {
   static int64_t pages_for_bytes(const KVCacheParams& params, int64_t bytes);
   const KVCacheParams& params() const { return params_; }
 
+  // Backs the whole pool now (HugePageBuffer::prefault), as llama.cpp clears its K/V buffer when
+  // it creates a context: for caches sized to one request, so its steps do not fault pages in.
+  void prefault() { pool_.prefault(); }
+
   SeqId add_sequence();    // new empty sequence
   void release(SeqId id);  // frees all its pages; unknown id -> std::out_of_range
   bool contains(SeqId id) const;

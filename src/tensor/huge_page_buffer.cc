@@ -31,6 +31,13 @@ HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
 
 HugePageBuffer::~HugePageBuffer() { release(); }
 
+void HugePageBuffer::prefault() {
+  constexpr size_t kPage = 4096;
+  // volatile: a store of the zero the page already holds must still happen.
+  volatile auto* p = reinterpret_cast<volatile unsigned char*>(data_);
+  for (size_t off = 0; off < size_; off += kPage) p[off] = 0;
+}
+
 HugePageBuffer::HugePageBuffer(HugePageBuffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),

@@ -3,9 +3,12 @@
 #include "tensor/huge_page_buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 namespace gemmax {
 namespace {
@@ -32,6 +35,29 @@ TEST(HugePageBuffer, IsZeroedWritableAndAlignedToAHugePage) {
       EXPECT_EQ(b.data()[0], std::byte{0x5a});
     }
   }
+}
+
+// Pages of [p, p + n) the kernel reports resident (mincore).
+size_t resident_pages(const std::byte* p, size_t n) {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> v((n + page - 1) / page);
+  if (::mincore(const_cast<std::byte*>(p), n, v.data()) != 0) return 0;
+  size_t count = 0;
+  for (unsigned char c : v) count += c & 1;
+  return count;
+}
+
+TEST(HugePageBuffer, PrefaultBacksEveryPageAndKeepsZeros) {
+  const size_t n = 2 * kHugePage + 4096 * 3 + 5;
+  HugePageBuffer b(n);
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t pages = (n + page - 1) / page;
+  EXPECT_LT(resident_pages(b.data(), n), pages);  // fresh anonymous memory: not yet backed
+  b.prefault();
+  EXPECT_EQ(resident_pages(b.data(), n), pages);
+  EXPECT_TRUE(all_zero(b.data(), n));
+  HugePageBuffer empty;
+  empty.prefault();  // nothing to touch
 }
 
 TEST(HugePageBuffer, EmptyHoldsNothing) {
