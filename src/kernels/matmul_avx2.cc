@@ -839,6 +839,7 @@ GEMMAX_AVX2 void rows_from_tile(const uint8_t* w, size_t row_bytes, int64_t n_ro
   const auto row = [&](int64_t r)
                        GEMMAX_AVX2 { Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0); };
   const int64_t part = n_rows / kRowStreams;
+  prefetch_stream_heads(w, static_cast<size_t>(part) * row_bytes, kRowStreams);
   for (int64_t r = 0; r < part; ++r)
     for (int64_t s = 0; s < kRowStreams; ++s) row(r + s * part);
   for (int64_t r = kRowStreams * part; r < n_rows; ++r) row(r);
@@ -855,6 +856,7 @@ GEMMAX_AVX2 void rows_from_tile_pairs(const uint8_t* w, size_t row_bytes, int64_
   const auto* a = static_cast<const uint8_t*>(act);
   const int64_t part = n_rows / kRowStreams;
   const size_t stride = static_cast<size_t>(part) * row_bytes;
+  prefetch_stream_heads(w, stride, kRowStreams);
   for (int64_t r = 0; r < part; ++r) {
     for (int64_t s = 0; s < kRowStreams; s += 2) {
       float out[2];
