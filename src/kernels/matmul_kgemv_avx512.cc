@@ -29,17 +29,6 @@ namespace {
 
 using namespace quant;
 
-inline uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 // Sub-block scales j = 0..7 of a Q4_K/Q5_K block as dwords 0..7 (6-bit, unsigned), and the mins
 // as int16 at lanes 2j and 2j + 1 (to multiply the activations' 16-element sums pairwise).
 struct Scales {
@@ -48,12 +37,10 @@ struct Scales {
 };
 
 GEMMAX_KGEMV inline Scales unpack_scales(const uint8_t* q) {
-  const uint32_t a = load_u32(q), b = load_u32(q + 4), c = load_u32(q + 8);
-  const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
-  const __m128i sc8 = _mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo));
-  const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
+  const KScaleBytes k = k_scale_bytes(q);
+  const __m128i sc8 =
+      _mm_set_epi32(0, 0, static_cast<int>(k.scales_hi), static_cast<int>(k.scales_lo));
+  const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(k.mins_hi), static_cast<int>(k.mins_lo));
   const __m128i twice = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   return {_mm512_castsi256_si512(_mm256_cvtepu8_epi32(sc8)),
           _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m8, twice))};

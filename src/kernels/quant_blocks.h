@@ -85,6 +85,19 @@ inline uint32_t load_u32(const uint8_t* p) {
   return v;
 }
 
+// The eight 6-bit scales and mins of a Q4_K/Q5_K block (packed as k_scale_min below reads), as
+// bytes j = 0..7 of (scales_lo, scales_hi) and of (mins_lo, mins_hi), found with word operations
+// for the SIMD kernels to widen (the same values as k_scale_min).
+struct KScaleBytes {
+  uint32_t scales_lo, scales_hi, mins_lo, mins_hi;
+};
+
+inline KScaleBytes k_scale_bytes(const uint8_t* q) {
+  const uint32_t a = load_u32(q), b = load_u32(q + 4), c = load_u32(q + 8);
+  return {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4), b & 0x3f3f3f3fu,
+          ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4)};
+}
+
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales 0-3
 // (low 6 bits) and the top 2 bits of scales 4-7; bytes 4-7 likewise for the mins; bytes 8-11 hold
 // the low 4 bits of scale (low nibble) and min (high nibble) 4-7.
