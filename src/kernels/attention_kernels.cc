@@ -1,6 +1,7 @@
 #include "kernels/attention_kernels.h"
 
 #include "kernels/attention_kernels_internal.h"
+#include "kernels/cpu_features.h"
 #include "kernels/matmul.h"
 #include "tensor/half.h"
 
@@ -45,9 +46,13 @@ void scores_on_path(const float* q, int64_t n_heads, int64_t head_dim, const Key
 template <class Row>
 void values_on_path(const float* w, int64_t w_stride, int64_t n_heads, const Row* const* rows,
                     int64_t n_rows, int64_t n, float* out, int64_t out_stride, bool stream) {
-  if (kernel_path() == KernelPath::kAvx2)
+  if (kernel_path() == KernelPath::kAvx2) {
+    if (cpu_features().avx512f)
+      return detail::attention_values_avx512(w, w_stride, n_heads, rows, n_rows, n, out, out_stride,
+                                             stream);
     return detail::attention_values_avx2(w, w_stride, n_heads, rows, n_rows, n, out, out_stride,
                                          stream);
+  }
   values_scalar(w, w_stride, n_heads, rows, n_rows, n, out, out_stride);
 }
 

@@ -19,4 +19,13 @@ void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
                            const uint16_t* const* rows, int64_t n_rows, int64_t n, float* out,
                            int64_t out_stride, bool stream);
 
+// The same value loop with AVX-512 (attention_kernels_avx512.cc), the same bits. Only call these
+// when the CPU also has AVX-512F.
+void attention_values_avx512(const float* w, int64_t w_stride, int64_t n_heads,
+                             const float* const* rows, int64_t n_rows, int64_t n, float* out,
+                             int64_t out_stride, bool stream);
+void attention_values_avx512(const float* w, int64_t w_stride, int64_t n_heads,
+                             const uint16_t* const* rows, int64_t n_rows, int64_t n, float* out,
+                             int64_t out_stride, bool stream);
+
 }  // namespace gemmax::detail

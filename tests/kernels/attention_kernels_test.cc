@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "kernel_paths.h"
+#include "kernels/attention_kernels_internal.h"
+#include "kernels/cpu_features.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "tensor/half.h"
@@ -96,6 +98,37 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
 // number of heads in the call: 107 outputs = three 32-float slices, an 8-float slice and a scalar
 // tail; 37 rows (two full blocks of 16 and a partial one), 120 floats apart; f16 rows equal the f32
 // computation on the converted values.
+// The AVX-512 value loop (chosen where the CPU has AVX-512F) against the AVX2 one, bit for bit:
+// f32 and f16 rows, 1-6 heads (4-, 2- and 1-head passes), row counts that leave partial passes,
+// widths with 16-, 8-float pieces and a scalar tail, streaming (prefetches) or not.
+TEST(AttentionKernels, Avx512ValuesEqualAvx2Values) {
+  if (!kernel_path_supported(KernelPath::kAvx2) || !cpu_features().avx512f)
+    GTEST_SKIP() << "no AVX-512F";
+  const int64_t stride = 272, max_heads = 6, w_stride = 64, out_stride = 280;
+  for (const int64_t n : {int64_t{256}, int64_t{107}, int64_t{24}, int64_t{5}})
+    for (const int64_t n_rows : {int64_t{1}, int64_t{13}, int64_t{37}, int64_t{60}}) {
+      const auto rows = random_vec(n_rows * stride, 21), w = random_vec(max_heads * w_stride, 22);
+      const auto out0 = random_vec(max_heads * out_stride, 23);
+      const HalfCopy rows16(rows);
+      const auto rp = reversed_rows(rows.data(), n_rows, stride);
+      const auto rh = reversed_rows(rows16.h.data(), n_rows, stride);
+      for (int64_t nh = 1; nh <= max_heads; ++nh)
+        for (const bool stream : {false, true}) {
+          auto a = out0, b = out0, a16 = out0, b16 = out0;
+          detail::attention_values_avx2(w.data(), w_stride, nh, rp.data(), n_rows, n, a.data(),
+                                        out_stride, stream);
+          detail::attention_values_avx512(w.data(), w_stride, nh, rp.data(), n_rows, n, b.data(),
+                                          out_stride, stream);
+          detail::attention_values_avx2(w.data(), w_stride, nh, rh.data(), n_rows, n, a16.data(),
+                                        out_stride, stream);
+          detail::attention_values_avx512(w.data(), w_stride, nh, rh.data(), n_rows, n, b16.data(),
+                                          out_stride, stream);
+          EXPECT_EQ(a, b) << "f32 n=" << n << " rows=" << n_rows << " heads=" << nh;
+          EXPECT_EQ(a16, b16) << "f16 n=" << n << " rows=" << n_rows << " heads=" << nh;
+        }
+    }
+}
+
 TEST(AttentionKernels, ValuesEqualAxpyInOrderForEveryHeadCount) {
   PathGuard guard;
   const int64_t n = 107, stride = 120, n_rows = 37, max_heads = 5, w_stride = 40, out_stride = 110;
