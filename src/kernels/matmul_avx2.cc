@@ -749,9 +749,9 @@ GEMMAX_AVX2 inline void tile_k(const uint8_t* w, size_t /*row_bytes*/, const uin
 // rows are done. Adding the lanes and updating one row at a time (tile_k<F, 1>) cost ~8% of a 4B
 // Q4_K_M decode. Super-blocks go in chunks of kChunk (rows longer than that interleave the group's
 // rows chunk by chunk).
-// kSums, where given, computes the integer sums of a row's blocks instead of F::sums (the
-// AVX-512 VNNI build of Q4_K/Q5_K: same sums, same bits).
-template <class F, KRowSumsFn kSums = nullptr>
+// kVnniSums: the integer sums of a row's blocks come from the AVX-512 VNNI build of Q4_K/Q5_K
+// (q4_k_row_sums_avx512 / q5_k_...) instead of F::sums: the same sums, so the same bits.
+template <class F, bool kVnniSums = false>
 GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                         int64_t k, float* y) {
   constexpr int64_t kChunk = 48;
@@ -766,9 +766,11 @@ GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, cons
       alignas(16) uint16_t d[kChunk][8], dmin[kChunk][F::kMins ? 8 : 1];
       for (int i = 0; i < 8; ++i) {
         const uint8_t* row = w + (r + i) * row_bytes + b0 * F::kBytes;
-        if constexpr (kSums != nullptr) {
+        if constexpr (kVnniSums) {
           static_assert(F::kMins);
-          kSums(row, a + b0, nb, &s[0][i], &m[0][i], &d[0][i], &dmin[0][i], 8);
+          const KRowSumsFn sums =
+              F::kBytes == q5_k::kBytes ? q5_k_row_sums_avx512 : q4_k_row_sums_avx512;
+          sums(row, a + b0, nb, &s[0][i], &m[0][i], &d[0][i], &dmin[0][i], 8);
           continue;
         }
         for (int64_t b = 0; b < nb; ++b, row += F::kBytes) {
@@ -917,9 +919,7 @@ RowKernel k_kernel(DType t, bool vnni) {
   RowKernel kn = row_tiled_kernel<ActFormat::kA8x256, 8, tile_k<F, 1>, tile_k<F, 8>>();
   kn.rows = rows_k<F>;
   if constexpr (F::kMins)
-    if (vnni)
-      kn.rows = F::kBytes == q5_k::kBytes ? rows_k<F, q5_k_row_sums_avx512>
-                                          : rows_k<F, q4_k_row_sums_avx512>;
+    if (vnni) kn.rows = rows_k<F, true>;
   // The K panels pay from few tokens: their packing is cheap next to the AVX2 tiles' unpacking,
   // and below 8 tokens there is no tile at all (a GEMV per token). Whole prefills, interleaved,
   // panels against none: 4B Q4_K_M 4 tokens 13 -> 19-21 tok/s, 8 tokens 25.5 -> 32.5, 16 tokens
