@@ -70,6 +70,49 @@ inline const A8Block256* block_of(const uint8_t* act, size_t stride, int t, int6
   return reinterpret_cast<const A8Block256*>(act + t * stride) + b;
 }
 
+// s[t] = sum over the super-block's kGroups groups g of sc[g] x (token t's products of group g),
+// for the 16 packed rows: each group is kQuads / kGroups quads (Q4_K/Q5_K: 8 sub-blocks of 32
+// elements; Q6_K: 16 scale groups of 16). Exact int32.
+template <int T, int kGroups>
+GEMMAX_KPANEL inline void scaled_group_sums(const uint8_t (*q)[kRows][4],
+                                            const int32_t (*sc)[kRows],
+                                            const A8Block256* const (&a)[T], __m512i (&s)[T]) {
+  constexpr int kPerGroup = kQuads / kGroups;  // quads per group
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_si512();
+  for (int g = 0; g < kGroups; ++g) {
+    __m512i is[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int i = 0; i < kPerGroup; ++i) {
+      const __m512i w = load(q[kPerGroup * g + i]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast_word(a[t]->q + 4 * (kPerGroup * g + i)));
+    }
+    const __m512i scale = load(sc[g]);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(is[t], scale));
+  }
+}
+
+// m[t] = sum over j < 8 of the int16 pairs of f[j] x token t's 16-element sums 2j and 2j + 1 (the
+// Q4_K/Q5_K mins term, the Q6_K offset term). Exact int32.
+template <int T>
+GEMMAX_KPANEL inline void pair_sums(const int32_t (*f)[kRows], const A8Block256* const (&a)[T],
+                                    __m512i (&m)[T]) {
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) m[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) {
+    const __m512i fj = load(f[j]);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+      m[t] = _mm512_dpwssd_epi32(m[t], fj, broadcast_word(a[t]->bsums + 2 * j));
+  }
+}
+
 // out[t][r] for T tokens x 16 packed rows over nsb super-blocks.
 template <int T>
 GEMMAX_KPANEL void micro_q45(const PackedQ45* p, int64_t nsb, const uint8_t* act, size_t stride,
@@ -79,41 +122,17 @@ GEMMAX_KPANEL void micro_q45(const PackedQ45* p, int64_t nsb, const uint8_t* act
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nsb; ++b, ++p) {
     const A8Block256* a[T];
-    __m512i s[T], is[T];
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      a[t] = block_of(act, stride, t, b);
-      s[t] = _mm512_setzero_si512();
-    }
-    for (int j = 0; j < 8; ++j) {  // sub-block j: elements 32j..32j+31
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) {
-        const __m512i w = load(p->q[8 * j + i]);
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t)
-          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast_word(a[t]->q + 32 * j + 4 * i));
-      }
-      const __m512i sc = load(p->sc[j]);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(is[t], sc));
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-      const __m512i mn = load(p->mn[j]);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t)
-        is[t] = _mm512_dpwssd_epi32(is[t], mn, broadcast_word(a[t]->bsums + 2 * j));
-    }
+    for (int t = 0; t < T; ++t) a[t] = block_of(act, stride, t, b);
+    __m512i s[T], m[T];
+    scaled_group_sums<T, 8>(p->q, p->sc, a, s);  // sub-block j: elements 32j..32j+31
+    pair_sums<T>(p->mn, a, m);
     const __m512 d = _mm512_load_ps(p->d), dmin = _mm512_load_ps(p->dmin);
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const __m512 dx = _mm512_set1_ps(a[t]->d);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(d, dx), acc[t]);
-      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dmin, dx), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m[t]), _mm512_mul_ps(dmin, dx), acc[t]);
     }
   }
   store_rows<T>(acc, y, ldy, rows);
@@ -127,40 +146,16 @@ GEMMAX_KPANEL void micro_q6(const PackedQ6* p, int64_t nsb, const uint8_t* act, 
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nsb; ++b, ++p) {
     const A8Block256* a[T];
-    __m512i s[T], is[T];
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      a[t] = block_of(act, stride, t, b);
-      s[t] = _mm512_setzero_si512();
-    }
-    for (int g = 0; g < 16; ++g) {  // scale group g: elements 16g..16g+15
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
-        const __m512i w = load(p->q[4 * g + i]);
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t)
-          is[t] = _mm512_dpbusd_epi32(is[t], w, broadcast_word(a[t]->q + 16 * g + 4 * i));
-      }
-      const __m512i sc = load(p->sc[g]);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(is[t], sc));
-    }
+    for (int t = 0; t < T; ++t) a[t] = block_of(act, stride, t, b);
+    __m512i s[T], o[T];
+    scaled_group_sums<T, 16>(p->q, p->sc, a, s);  // scale group g: elements 16g..16g+15
     // The offset of 32: S - sum_g(32 * sc_g * bsum_g), exact in int32 (see Q6K in matmul_avx2.cc).
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) is[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-      const __m512i scp = load(p->scp[i]);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t)
-        is[t] = _mm512_dpwssd_epi32(is[t], scp, broadcast_word(a[t]->bsums + 2 * i));
-    }
+    pair_sums<T>(p->scp, a, o);
     const __m512 d = _mm512_load_ps(p->d);
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const __m512i dot = _mm512_sub_epi32(s[t], is[t]);
+      const __m512i dot = _mm512_sub_epi32(s[t], o[t]);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a[t]->d)),
                                acc[t]);
     }
