@@ -167,19 +167,18 @@ std::string gguf_file_type_name(int64_t t) {
 }
 
 constexpr size_t kRepackAlign = 64;  // each repacked weight starts on a cache line
+// Huge pages fault in at ~5 GB/s when the kernel has them at hand, ~0.1 GB/s when the host must
+// back them first (HugePageBuffer::prefault_while_cheap); the cut is far from both.
+constexpr double kMinHugePageFaultRate = 0.5e9;         // bytes per second
 constexpr int64_t kRepackSlabBytes = int64_t{4} << 20;  // rows repacked before their pages go
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
-
-std::byte* align_up(std::byte* p, size_t to) {
-  return p + (to - reinterpret_cast<uintptr_t>(p) % to) % to;
-}
 
 }  // namespace
 
 Gemma3Checkpoint::~Gemma3Checkpoint() = default;
 
-std::unique_ptr<Gemma3Checkpoint> Gemma3Checkpoint::open(const std::string& path, bool repack) {
+std::unique_ptr<Gemma3Checkpoint> Gemma3Checkpoint::open(const std::string& path, Repack repack) {
   std::unique_ptr<Gemma3Checkpoint> ckpt(new Gemma3Checkpoint());
   ckpt->path_ = path;
   std::error_code ec;
@@ -197,7 +196,7 @@ std::unique_ptr<Gemma3Checkpoint> Gemma3Checkpoint::open(const std::string& path
   return ckpt;
 }
 
-void Gemma3Checkpoint::load_gguf(const std::string& path, bool repack) {
+void Gemma3Checkpoint::load_gguf(const std::string& path, Repack repack) {
   // Tensors and config only: the tokenizer's 262144-entry arrays are skipped, not decoded (they
   // took ~37 MB for the model's lifetime; the tokenizer reads the file itself).
   gguf_ = std::make_unique<GgufReader>(path, GgufReadOptions{.max_array_elements = 4096});
@@ -205,7 +204,7 @@ void Gemma3Checkpoint::load_gguf(const std::string& path, bool repack) {
   if (auto ft = gguf_->find_int("general.file_type"))
     config_.quant_config = "gguf:" + gguf_file_type_name(*ft);
   weights_ = bind_weights(*gguf_, gguf_names(), config_, path);
-  if (repack) repack_weights();
+  if (repack != Repack::kNever) repack_weights(repack);
 }
 
 // The matmul weights (the LM head and each layer's seven) the AVX2 kernels read faster repacked
@@ -214,7 +213,7 @@ void Gemma3Checkpoint::load_gguf(const std::string& path, bool repack) {
 // from dropped as each slab of rows is done, so the copy takes their place in the resident set
 // instead of adding to it (a whole tensor at a time would add the largest one at the peak). Only
 // on the AVX2 path, where it pays.
-void Gemma3Checkpoint::repack_weights() {
+void Gemma3Checkpoint::repack_weights(Repack repack) {
   if (kernel_path() != KernelPath::kAvx2 || gguf_ == nullptr || gguf_->mapped_file() == nullptr)
     return;
   std::vector<TensorView*> views = {&weights_.lm_head};
@@ -230,14 +229,27 @@ void Gemma3Checkpoint::repack_weights() {
       total += round_up(repacked_bytes(*v), kRepackAlign);
     }
   if (chosen.empty()) return;
-  // One arena, on ordinary pages: fresh huge pages cost 0.04-0.8 s per 300 MB to fault in on this
-  // host (1B Q4_K_M load 0.75 s), ordinary ones a steady ~0.17 s; a huge-page buffer per tensor
-  // would also back each with whole 2 MiB pages (+158 MiB of RSS on the real 270M, whose 81 Q5_0
-  // weights are 0.2-0.9 MB each). Left uninitialised: every byte is written by the repack.
-  // The repack only saves time: without room for the copy the stored layout is used.
-  repacked_.reset(new (std::nothrow) std::byte[total + kRepackAlign]);
-  if (repacked_ == nullptr) return;
-  std::byte* const arena = align_up(repacked_.get(), kRepackAlign);
+  // One arena, on 2 MiB pages as the mapped file's weights are: the L2 prefetcher stops at each
+  // 4 KiB page, and under a hypervisor each TLB miss walks two page tables. A plain sum loop read
+  // 12.6 GB/s on one thread from ordinary pages against 18.2 from huge pages, and whole decodes
+  // (Intel VM, 2 threads, interleaved) give the order: 1B Q4_K_M (its Q5_0 projections) 29.3-29.7
+  // tok/s repacked on huge pages, 28.0-28.4 as stored (the file's huge pages), 26.8-27.1
+  // repacked on ordinary pages (270M Q4_K_M: 92 against 99-102 as stored). So the copy is made
+  // only where its memory faults in cheaply (HugePageBuffer::prefault_while_cheap), which on this
+  // VM is not always: fresh huge pages sometimes cost ~20 ms each, which would make a 1B load
+  // take 2.5 s instead of 0.2. Where THP is off the pages are ordinary, but so are the file's,
+  // and the repacked layout's kernel is the faster one. One arena, not a buffer per tensor, so
+  // only its last page is partly unused.
+  try {
+    repacked_ = HugePageBuffer(total);
+  } catch (const std::bad_alloc&) {
+    return;  // the repack only saves time: without room for the copy the stored layout is used
+  }
+  if (repack == Repack::kWhenCheap && !repacked_.prefault_while_cheap(kMinHugePageFaultRate)) {
+    repacked_ = HugePageBuffer();
+    return;
+  }
+  std::byte* const arena = repacked_.data();
   ThreadPool pool;
   const MappedFile& file = *gguf_->mapped_file();
   size_t at = 0;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/gemma3_config.h"
+#include "tensor/huge_page_buffer.h"
 #include "tensor/tensor_view.h"
 
 namespace gemmax {
@@ -31,13 +32,20 @@ struct Gemma3Weights {
   std::vector<Gemma3LayerWeights> layers;
 };
 
+// Whether Gemma3Checkpoint::open regroups Q5_0 matmul weights for the AVX2 kernels (on that kernel
+// path only; the products are bit-identical either way).
+enum class Repack {
+  kNever,      // every weight in the file's layout
+  kWhenCheap,  // only when the copy's memory faults in cheaply (Gemma3Checkpoint::repack_weights)
+  kAlways,     // the tests of the repacked layout
+};
+
 // A loaded checkpoint: the mapped files, the config they describe and the weight views into them.
 class Gemma3Checkpoint {
  public:
-  // `path`: a HF directory (config.json + safetensors), a .gguf file. `repack`: regroup Q5_0
-  // matmul weights for the AVX2 kernels when that is the kernel path (false keeps every weight in
-  // the file's layout; the products are bit-identical either way).
-  static std::unique_ptr<Gemma3Checkpoint> open(const std::string& path, bool repack = true);
+  // `path`: a HF directory (config.json + safetensors), a .gguf file.
+  static std::unique_ptr<Gemma3Checkpoint> open(const std::string& path,
+                                                Repack repack = Repack::kWhenCheap);
   ~Gemma3Checkpoint();
 
   const Gemma3Config& config() const { return config_; }
@@ -48,21 +56,22 @@ class Gemma3Checkpoint {
   const GgufReader* gguf() const { return gguf_.get(); }
   // Every tensor of the checkpoint with its stored format, for `gemmax info`.
   std::vector<TensorView> tensor_list() const;
-  // How many weights were repacked at load (0 on the scalar kernel path or without Q5_0).
+  // How many weights were repacked at load (0 on the scalar kernel path, without Q5_0, or when
+  // Repack::kWhenCheap found the memory for the copy slow to fault in).
   size_t repacked_count() const { return repacked_count_; }
 
  private:
   Gemma3Checkpoint() = default;
-  void load_gguf(const std::string& path, bool repack);
+  void load_gguf(const std::string& path, Repack repack);
   void load_safetensors(const std::string& dir);
-  void repack_weights();
+  void repack_weights(Repack repack);
 
   std::string path_;
   std::unique_ptr<GgufReader> gguf_;
   std::unique_ptr<SafetensorsReader> safetensors_;
   Gemma3Config config_;
   Gemma3Weights weights_;
-  std::unique_ptr<std::byte[]> repacked_;  // what repacked views point into, one arena for all
+  HugePageBuffer repacked_;  // what repacked views point into, one arena for all
   size_t repacked_count_ = 0;
 };
 

@@ -25,6 +25,15 @@ class HugePageBuffer {
   // which inside a decode step cost up to ~2 ms.
   void prefault();
 
+  // prefault(), a 2 MiB page at a time, as long as the pages fault in at no less than
+  // `min_bytes_per_second`: false, with the buffer partly backed, after two slower pages in a row.
+  // Why: under a hypervisor with free page reporting (virtio-balloon), a huge page made of memory
+  // the guest had handed back to the host costs the host's faults on first touch: ~100 MB/s on
+  // the Intel VM of sessions 12-15 (560 MB in 5.5 s, nearly all in clear_page_erms) against
+  // ~5 GB/s for recently freed memory. Callers for whom the memory is only an optimisation give
+  // it up then.
+  bool prefault_while_cheap(double min_bytes_per_second);
+
   std::byte* data() const { return data_; }
   size_t size() const { return size_; }
 

@@ -162,8 +162,8 @@ TEST_F(RealModel, FastKernelsStayNearExactLogits) {
 TEST_F(RealModel, RepackedWeightsGiveTheStoredLayoutsLogitsBitForBit) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   set_kernel_path(KernelPath::kAvx2);
-  const auto repacked = Gemma3Checkpoint::open(resolve_model_path(""));
-  const auto stored = Gemma3Checkpoint::open(resolve_model_path(""), /*repack=*/false);
+  const auto repacked = Gemma3Checkpoint::open(resolve_model_path(""), Repack::kAlways);
+  const auto stored = Gemma3Checkpoint::open(resolve_model_path(""), Repack::kNever);
   EXPECT_EQ(repacked->repacked_count(), 81u);
   EXPECT_EQ(repacked->weights().layers[0].q_proj.dtype, DType::kQ5_0x4);
   EXPECT_EQ(stored->repacked_count(), 0u);

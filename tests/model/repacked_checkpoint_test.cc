@@ -31,7 +31,7 @@ TEST(RepackedCheckpoint, EveryQ5_0WeightAndTheTiedEmbeddingAreRepacked) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   PathGuard guard;
   set_kernel_path(KernelPath::kAvx2);
-  const auto ckpt = Gemma3Checkpoint::open(fixture(kModel));
+  const auto ckpt = Gemma3Checkpoint::open(fixture(kModel), Repack::kAlways);
   const Gemma3Weights& w = ckpt->weights();
   EXPECT_EQ(ckpt->repacked_count(), 1u + 2u * 7u);  // the LM head and 7 per layer
   EXPECT_EQ(w.lm_head.dtype, DType::kQ5_0x4);
@@ -48,10 +48,10 @@ TEST(RepackedCheckpoint, EveryQ5_0WeightAndTheTiedEmbeddingAreRepacked) {
 TEST(RepackedCheckpoint, NothingIsRepackedOnTheScalarPathOrWhenAskedNot) {
   PathGuard guard;
   set_kernel_path(KernelPath::kScalar);
-  EXPECT_EQ(Gemma3Checkpoint::open(fixture(kModel))->repacked_count(), 0u);
+  EXPECT_EQ(Gemma3Checkpoint::open(fixture(kModel), Repack::kAlways)->repacked_count(), 0u);
   if (!kernel_path_supported(KernelPath::kAvx2)) return;
   set_kernel_path(KernelPath::kAvx2);
-  const auto stored = Gemma3Checkpoint::open(fixture(kModel), /*repack=*/false);
+  const auto stored = Gemma3Checkpoint::open(fixture(kModel), Repack::kNever);
   EXPECT_EQ(stored->repacked_count(), 0u);
   EXPECT_EQ(stored->weights().embed_tokens.dtype, DType::kQ5_0);
 }
@@ -60,8 +60,8 @@ TEST(RepackedCheckpoint, LogitsEqualTheStoredLayoutsOnEveryPath) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   PathGuard guard;
   set_kernel_path(KernelPath::kAvx2);
-  const auto repacked = Gemma3Checkpoint::open(fixture(kModel));
-  const auto stored = Gemma3Checkpoint::open(fixture(kModel), /*repack=*/false);
+  const auto repacked = Gemma3Checkpoint::open(fixture(kModel), Repack::kAlways);
+  const auto stored = Gemma3Checkpoint::open(fixture(kModel), Repack::kNever);
   ASSERT_GT(repacked->repacked_count(), 0u);
   EXPECT_TRUE(testing::same_bits(run(*repacked), run(*stored))) << "avx2";
   // The scalar kernels read the repacked layout through the dequantizer.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -58,6 +59,31 @@ TEST(HugePageBuffer, PrefaultBacksEveryPageAndKeepsZeros) {
   EXPECT_TRUE(all_zero(b.data(), n));
   HugePageBuffer empty;
   empty.prefault();  // nothing to touch
+}
+
+TEST(HugePageBuffer, PrefaultWhileCheapBacksEverythingWhenFastEnough) {
+  const size_t n = 3 * kHugePage + 4096 + 9;
+  HugePageBuffer b(n);
+  EXPECT_TRUE(b.prefault_while_cheap(0.0));  // every page is fast enough
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(resident_pages(b.data(), n), (n + page - 1) / page);
+  EXPECT_TRUE(all_zero(b.data(), n));
+  HugePageBuffer empty;
+  EXPECT_TRUE(empty.prefault_while_cheap(1e9));
+}
+
+TEST(HugePageBuffer, PrefaultWhileCheapGivesUpAfterTwoSlowPages) {
+  // No page faults in at an infinite rate: the first two are backed, then it gives up, and the
+  // rest is untouched (still zero and writable).
+  const size_t n = 5 * kHugePage + 100;
+  HugePageBuffer b(n);
+  EXPECT_FALSE(b.prefault_while_cheap(std::numeric_limits<double>::infinity()));
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(resident_pages(b.data(), 2 * kHugePage), 2 * kHugePage / page);
+  EXPECT_EQ(resident_pages(b.data() + 2 * kHugePage, n - 2 * kHugePage), 0u);
+  EXPECT_TRUE(all_zero(b.data(), n));
+  b.data()[n - 1] = std::byte{3};
+  EXPECT_EQ(b.data()[n - 1], std::byte{3});
 }
 
 TEST(HugePageBuffer, EmptyHoldsNothing) {
