@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <new>
 #include <utility>
 
@@ -44,8 +45,9 @@ bool HugePageBuffer::prefault_while_cheap(double min_bytes_per_second) {
   using Clock = std::chrono::steady_clock;
   constexpr size_t kPage = 4096;
   constexpr int kSlowPagesToStop = 2;  // one slow page may be a preemption, two are a pattern
-  const std::chrono::duration<double> max_per_page(static_cast<double>(kHugePage) /
-                                                   min_bytes_per_second);
+  const std::chrono::duration<double> max_per_page(
+      min_bytes_per_second > 0.0 ? static_cast<double>(kHugePage) / min_bytes_per_second
+                                 : std::numeric_limits<double>::infinity());
   // volatile: a store of the zero the page already holds must still happen.
   volatile auto* p = reinterpret_cast<volatile unsigned char*>(data_);
   int slow_in_a_row = 0;
