@@ -238,8 +238,8 @@ void Gemma3Checkpoint::repack_weights(Repack repack) {
   // only where its memory faults in cheaply (HugePageBuffer::prefault_while_cheap), which on this
   // VM is not always: fresh huge pages sometimes cost ~20 ms each, which would make a 1B load
   // take 2.5 s instead of 0.2. Where THP is off the pages are ordinary, but so are the file's,
-  // and the repacked layout's kernel is the faster one. One arena, not a buffer per tensor, so
-  // only its last page is partly unused.
+  // and the repacked layout's kernel is the faster one (inferred, not measured). One arena, not a
+  // buffer per tensor, so only its last page is partly unused.
   try {
     repacked_ = HugePageBuffer(total);
   } catch (const std::bad_alloc&) {

@@ -34,28 +34,27 @@ HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
 
 HugePageBuffer::~HugePageBuffer() { release(); }
 
-void HugePageBuffer::prefault() {
+// A store per 4 KiB of [begin, end): the first of a huge page faults in the whole page where the
+// kernel grants one, the others back the range page by page where it does not.
+void HugePageBuffer::touch(size_t begin, size_t end) {
   constexpr size_t kPage = 4096;
   // volatile: a store of the zero the page already holds must still happen.
   volatile auto* p = reinterpret_cast<volatile unsigned char*>(data_);
-  for (size_t off = 0; off < size_; off += kPage) p[off] = 0;
+  for (size_t off = begin; off < end; off += kPage) p[off] = 0;
 }
+
+void HugePageBuffer::prefault() { touch(0, size_); }
 
 bool HugePageBuffer::prefault_while_cheap(double min_bytes_per_second) {
   using Clock = std::chrono::steady_clock;
-  constexpr size_t kPage = 4096;
   constexpr int kSlowPagesToStop = 2;  // one slow page may be a preemption, two are a pattern
   const std::chrono::duration<double> max_per_page(
       min_bytes_per_second > 0.0 ? static_cast<double>(kHugePage) / min_bytes_per_second
                                  : std::numeric_limits<double>::infinity());
-  // volatile: a store of the zero the page already holds must still happen.
-  volatile auto* p = reinterpret_cast<volatile unsigned char*>(data_);
   int slow_in_a_row = 0;
   for (size_t done = 0; done < size_; done += kHugePage) {
     const Clock::time_point start = Clock::now();
-    // A store per 4 KiB: the first faults in the whole huge page where the kernel grants one, the
-    // others back the range page by page where it does not.
-    for (size_t off = done; off < std::min(done + kHugePage, size_); off += kPage) p[off] = 0;
+    touch(done, std::min(done + kHugePage, size_));
     slow_in_a_row = Clock::now() - start > max_per_page ? slow_in_a_row + 1 : 0;
     if (slow_in_a_row == kSlowPagesToStop) return false;
   }

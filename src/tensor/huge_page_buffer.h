@@ -39,6 +39,7 @@ class HugePageBuffer {
 
  private:
   void release() noexcept;
+  void touch(size_t begin, size_t end);
 
   std::byte* data_ = nullptr;
   size_t size_ = 0;    // as asked
