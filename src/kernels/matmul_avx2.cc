@@ -869,6 +869,32 @@ GEMMAX_AVX2 void rows_from_tile_pairs(const uint8_t* w, size_t row_bytes, int64_
     Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
 }
 
+// The same visiting order with all kRowStreams streams in one tile: TileS gets the distance between
+// the streams as its row stride, so row r of every stream is computed in one pass, quad by quad
+// (session 16, the quad formats). One row at a time left a long row's single FMA chain and its
+// lines from one stream in the out-of-order window; the 1B's 6912-wide Q4_0 down projection
+// streamed 21-22 GB/s against 28 for its 1152-wide gate/up (stand-alone, 2 threads, ~900 MB of
+// matrices), though the same loads alone ran alike. In one tile: 6912-wide 28.5-29.3, 1152-wide
+// 28.7-29.8 GB/s (Q8_0 16-26 -> 29.3-29.5); whole decodes (2 threads, interleaved) 1B Q4_0
+// 38-41 -> 45.6-47.5 tok/s, 1B Q8_0 16.4-16.6 -> 17.6-17.9, 270M Q4_0 186-189 -> 200-203, and on
+// the AVX2 (non-VNNI) build 1B Q4_0 40.2-40.5 -> 45.1-45.6. BF16 pairs taken 4 streams at a time
+// the same way measured within noise (1B BF16 12.8-13.7 tok/s both).
+template <TileFn Tile11, TileFn TileS>
+GEMMAX_AVX2 void rows_from_stream_tile(const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                                       const void* act, int64_t k, float* y) {
+  const auto* a = static_cast<const uint8_t*>(act);
+  const int64_t part = n_rows / kRowStreams;
+  const size_t stride = static_cast<size_t>(part) * row_bytes;
+  prefetch_stream_heads(w, stride, kRowStreams);
+  for (int64_t r = 0; r < part; ++r) {
+    float out[kRowStreams];
+    TileS(w + r * row_bytes, stride, a, 0, k, out, 0);
+    for (int64_t s = 0; s < kRowStreams; ++s) y[r + s * part] = out[s];
+  }
+  for (int64_t r = kRowStreams * part; r < n_rows; ++r)
+    Tile11(w + r * row_bytes, row_bytes, a, 0, k, y + r, 0);
+}
+
 // Decode: 1 row x 1 token; prefill: R rows x N tokens, and 1 row x N for leftover rows.
 template <ActFormat A, int R, int N, TileFn Tile11, TileFn Tile1N, TileFn TileRN>
 RowKernel tiled_kernel() {
@@ -907,10 +933,15 @@ RowKernel quad_kernel(DType t, bool vnni) {
     // -12-30%, 32 tokens +5%; 1B Q4_K_M (mostly Q5_0x4) 16 tokens -9%, 32 tokens +9%.
     kn.kpanel = quad_panel_function(t);
     kn.kpanel_min_tokens = 32;
+    kn.rows = rows_from_stream_tile<quad_vnni::tile_quads<F, 1>,
+                                    quad_vnni::tile_quads_streams<F, kRowStreams>>;
     return kn;
   }
-  return row_tiled_kernel<ActFormat::kA8Quad, 8, quad_avx2::tile_quads<F, 1>,
-                          quad_avx2::tile_quads<F, 8>>();
+  RowKernel kn = row_tiled_kernel<ActFormat::kA8Quad, 8, quad_avx2::tile_quads<F, 1>,
+                                  quad_avx2::tile_quads<F, 8>>();
+  kn.rows = rows_from_stream_tile<quad_avx2::tile_quads<F, 1>,
+                                  quad_avx2::tile_quads_streams<F, kRowStreams>>;
+  return kn;
 }
 
 // The K formats' tiles and GEMV, with their VNNI panel GEMM for prefills where the CPU has VNNI.
