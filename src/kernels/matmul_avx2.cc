@@ -744,47 +744,53 @@ GEMMAX_AVX2 inline void tile_k(const uint8_t* w, size_t /*row_bytes*/, const uin
   }
 }
 
-// GEMV: rows one after another as everywhere, but the float updates of 8 rows at once (lane r =
-// row r, as in the 8-token tile): the integer sums of each block are kept in L1 until the group's
-// rows are done. Adding the lanes and updating one row at a time (tile_k<F, 1>) cost ~8% of a 4B
-// Q4_K_M decode. Super-blocks go in chunks of kChunk (rows longer than that interleave the group's
-// rows chunk by chunk).
-// kVnniSums: the integer sums of a row's blocks come from the AVX-512 VNNI build of Q4_K/Q5_K
-// (q4_k_row_sums_avx512 / q5_k_...) instead of F::sums: the same sums, so the same bits.
+// GEMV: groups of 8 rows, one from each of 8 equal parts of the range (8 distant streams, like the
+// quad formats' 4), with the float updates of the 8 at once (lane i = the row of part i, as in the
+// 8-token tile): the integer sums of each block are kept in L1 until the group's rows are done.
+// Adding the lanes and updating one row at a time (tile_k<F, 1>) cost ~8% of a 4B Q4_K_M decode.
+// The sums go block by block, block b of each of the 8 rows in turn (session 16): rows taken one
+// after another kept one stream in the out-of-order window at a time, and the 8 rows of a group
+// used to be adjacent. Stand-alone, 2 threads, ~600 MB of 4B-shaped matrices: Q4_K 22-23 ->
+// 25-28 GB/s, Q6_K 21-23 -> 27-30; whole 4B Q4_K_M decode 7.95-8.15 -> 9.8-10.0 tok/s
+// (interleaved). The same block-by-block order over 8 *adjacent* rows fell to 13-18 GB/s.
+// Super-blocks go in chunks of kChunk (rows longer than that go chunk by chunk).
+// kVnniSums: the integer sums come from the AVX-512 VNNI build of Q4_K/Q5_K
+// (q4_k_group_sums_avx512 / q5_k_...) instead of F::sums: the same sums, so the same bits.
 template <class F, bool kVnniSums = false>
 GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                         int64_t k, float* y) {
-  constexpr int64_t kChunk = 48;
+  constexpr int64_t kChunk = 48, kGroup = 8;
   const auto* a = static_cast<const A8Block256*>(act);
   const int64_t nsb = k / kQKK;
-  int64_t r = 0;
-  for (; r + 8 <= n_rows; r += 8) {
+  const int64_t part = n_rows / kGroup;
+  const size_t stride = static_cast<size_t>(part) * row_bytes;
+  for (int64_t j = 0; j < part; ++j) {
+    const uint8_t* first = w + j * row_bytes;  // row j of part 0; part i's is i * stride further
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b0 = 0; b0 < nsb; b0 += kChunk) {
       const int64_t nb = std::min(kChunk, nsb - b0);
-      __m256i s[kChunk][8], m[kChunk][F::kMins ? 8 : 1];
-      alignas(16) uint16_t d[kChunk][8], dmin[kChunk][F::kMins ? 8 : 1];
-      for (int i = 0; i < 8; ++i) {
-        const uint8_t* row = w + (r + i) * row_bytes + b0 * F::kBytes;
-        if constexpr (kVnniSums) {
-          static_assert(F::kMins);
-          const KRowSumsFn sums =
-              F::kBytes == q5_k::kBytes ? q5_k_row_sums_avx512 : q4_k_row_sums_avx512;
-          sums(row, a + b0, nb, &s[0][i], &m[0][i], &d[0][i], &dmin[0][i], 8);
-          continue;
-        }
-        for (int64_t b = 0; b < nb; ++b, row += F::kBytes) {
-          prefetch_ahead(row, F::kBytes);
-          const A8Block256* ab[1] = {a + b0 + b};
-          __m256i sb[1], mb[1];
-          F::template sums<1>(row, ab, sb, mb);
-          s[b][i] = sb[0];
-          d[b][i] = load_u16(row + (F::kMins ? q4_k::kD : q6_k::kD));
-          if constexpr (F::kMins) {
-            m[b][i] = mb[0];
-            dmin[b][i] = load_u16(row + q4_k::kDmin);
+      __m256i s[kChunk][kGroup], m[kChunk][F::kMins ? kGroup : 1];
+      alignas(16) uint16_t d[kChunk][kGroup], dmin[kChunk][F::kMins ? kGroup : 1];
+      if constexpr (kVnniSums) {
+        static_assert(F::kMins);
+        const KGroupSumsFn sums =
+            F::kBytes == q5_k::kBytes ? q5_k_group_sums_avx512 : q4_k_group_sums_avx512;
+        sums(first + b0 * F::kBytes, stride, a + b0, nb, &s[0][0], &m[0][0], &d[0][0], &dmin[0][0]);
+      } else {
+        for (int64_t b = 0; b < nb; ++b)
+          for (int i = 0; i < kGroup; ++i) {
+            const uint8_t* block = first + i * stride + (b0 + b) * F::kBytes;
+            prefetch_ahead(block, F::kBytes);
+            const A8Block256* ab[1] = {a + b0 + b};
+            __m256i sb[1], mb[1];
+            F::template sums<1>(block, ab, sb, mb);
+            s[b][i] = sb[0];
+            d[b][i] = load_u16(block + (F::kMins ? q4_k::kD : q6_k::kD));
+            if constexpr (F::kMins) {
+              m[b][i] = mb[0];
+              dmin[b][i] = load_u16(block + q4_k::kDmin);
+            }
           }
-        }
       }
       for (int64_t b = 0; b < nb; ++b) {
         const __m256 dx = _mm256_set1_ps(a[b0 + b].d);
@@ -797,9 +803,11 @@ GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, cons
         }
       }
     }
-    _mm256_storeu_ps(y + r, acc);
+    alignas(32) float out[kGroup];
+    _mm256_store_ps(out, acc);
+    for (int i = 0; i < kGroup; ++i) y[j + i * part] = out[i];
   }
-  for (; r < n_rows; ++r)
+  for (int64_t r = kGroup * part; r < n_rows; ++r)
     tile_k<F, 1>(w + r * row_bytes, row_bytes, static_cast<const uint8_t*>(act), 0, k, y + r, 0);
 }
 
@@ -826,7 +834,8 @@ GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
 // bounded distance per stream, so more streams put more lines in flight. Whole decodes
 // (bench, 2 threads, interleaved, Intel AVX-512 host): 1B Q8_0 21.1 -> 23.5-24.2 tok/s, 1B Q4_0
 // 37.3 -> 42.2; 3 and 4 streams measured 1-3% above 2. The K formats' GEMV (rows_k) did not gain
-// (4B Q4_K_M 7.5-7.9 -> 7.3-7.6): it is bound by its arithmetic, not by the stream. Each row's
+// (4B Q4_K_M 7.5-7.9 -> 7.3-7.6) while it still took each row whole; taking 8 streams block by
+// block did (session 16, see rows_k). Each row's
 // result is the same as before, only the order in which rows are visited changes. Reading two
 // *adjacent* rows side by side (two FMA chains) had slowed the DRAM-streamed matrices (LM head Q8_0
 // 28 -> 18 GB/s, BF16 27 -> 21).

@@ -140,18 +140,19 @@ inline void prefetch_stream_heads(const uint8_t* w, size_t part_bytes, int64_t s
       _mm_prefetch(reinterpret_cast<const char*>(w + s * part_bytes + off), _MM_HINT_T1);
 }
 
-// The integer sums of a K-format row's blocks [0, nb) for the decode GEMV (rows_k): block b's S
-// and M spread over 8 int32 lanes at s[b * stride] and m[b * stride], its f16 d and dmin at
-// d[b * stride] and dmin[b * stride]; `a` points at the row's first activation block.
-using KRowSumsFn = void (*)(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
-                            __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride);
+// The integer sums of a decode GEMV group of 8 K-format rows (rows_k), row i at first + i *
+// row_stride, over their blocks [0, nb), block by block (block b of every row, then b + 1): block
+// b of row i has its S and M spread over 8 int32 lanes at s[8 * b + i] and m[8 * b + i], its f16 d
+// and dmin at d[8 * b + i] and dmin[8 * b + i]; `a` points at the rows' first activation block.
+using KGroupSumsFn = void (*)(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                              int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
 
-// The 512-bit VNNI sums of Q4_K and Q5_K rows (matmul_kgemv_avx512.cc). Only call them when
+// The 512-bit VNNI sums of Q4_K and Q5_K groups (matmul_kgemv_avx512.cc). Only call them when
 // cpu_features().has_avx512_vnni().
-void q4_k_row_sums_avx512(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
-                          __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride);
-void q5_k_row_sums_avx512(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
-                          __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride);
+void q4_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                            int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
+void q5_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                            int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
 
 // ---- prefill by packed panels (matmul_panels_avx2.cc) ----
 

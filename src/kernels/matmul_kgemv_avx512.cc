@@ -83,28 +83,33 @@ GEMMAX_KGEMV inline void block_sums(const uint8_t* w, const A8Block256& a, __m25
   *m = _mm256_madd_epi16(ks.mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
 }
 
+// Block b of each of the group's 8 rows in turn, then block b + 1 (rows_k: one row from each of 8
+// distant streams).
 template <bool kFifthBit>
-GEMMAX_KGEMV inline void row_sums(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
-                                  __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride) {
+GEMMAX_KGEMV inline void group_sums(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                                    int64_t nb, __m256i* s, __m256i* m, uint16_t* d,
+                                    uint16_t* dmin) {
   constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
-  for (int64_t b = 0; b < nb; ++b, row += kBytes) {
-    prefetch_ahead(row, kBytes);
-    block_sums<kFifthBit>(row, a[b], s + b * stride, m + b * stride);
-    d[b * stride] = load_u16(row + q4_k::kD);
-    dmin[b * stride] = load_u16(row + q4_k::kDmin);
-  }
+  for (int64_t b = 0; b < nb; ++b)
+    for (int i = 0; i < 8; ++i) {
+      const uint8_t* block = first + i * row_stride + b * kBytes;
+      prefetch_ahead(block, kBytes);
+      block_sums<kFifthBit>(block, a[b], s + 8 * b + i, m + 8 * b + i);
+      d[8 * b + i] = load_u16(block + q4_k::kD);
+      dmin[8 * b + i] = load_u16(block + q4_k::kDmin);
+    }
 }
 
 }  // namespace
 
-void q4_k_row_sums_avx512(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
-                          __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride) {
-  row_sums<false>(row, a, nb, s, m, d, dmin, stride);
+void q4_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                            int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin) {
+  group_sums<false>(first, row_stride, a, nb, s, m, d, dmin);
 }
 
-void q5_k_row_sums_avx512(const uint8_t* row, const A8Block256* a, int64_t nb, __m256i* s,
-                          __m256i* m, uint16_t* d, uint16_t* dmin, int64_t stride) {
-  row_sums<true>(row, a, nb, s, m, d, dmin, stride);
+void q5_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                            int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin) {
+  group_sums<true>(first, row_stride, a, nb, s, m, d, dmin);
 }
 
 }  // namespace gemmax::detail
