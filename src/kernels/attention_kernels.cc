@@ -36,10 +36,11 @@ void values_scalar(const float* w, int64_t w_stride, int64_t n_heads, const Row*
 // scalar reference otherwise.
 template <class Key>
 void scores_on_path(const float* q, int64_t n_heads, int64_t head_dim, const Key* const* keys,
-                    int64_t n_keys, float scale, float* scores, int64_t score_stride, bool stream) {
+                    int64_t n_keys, float scale, float* scores, int64_t score_stride, bool stream,
+                    const Key* const* next_rows) {
   if (kernel_path() == KernelPath::kAvx2)
     return detail::attention_scores_avx2(q, n_heads, head_dim, keys, n_keys, scale, scores,
-                                         score_stride, stream);
+                                         score_stride, stream, next_rows);
   scores_scalar(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride);
 }
 
@@ -59,15 +60,17 @@ void values_on_path(const float* w, int64_t w_stride, int64_t n_heads, const Row
 }  // namespace
 
 void attention_scores(const float* q, int64_t n_heads, int64_t head_dim, const float* const* keys,
-                      int64_t n_keys, float scale, float* scores, int64_t score_stride,
-                      bool stream) {
-  scores_on_path(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride, stream);
+                      int64_t n_keys, float scale, float* scores, int64_t score_stride, bool stream,
+                      const float* const* next_rows) {
+  scores_on_path(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride, stream,
+                 next_rows);
 }
 
 void attention_scores(const float* q, int64_t n_heads, int64_t head_dim,
                       const uint16_t* const* keys, int64_t n_keys, float scale, float* scores,
-                      int64_t score_stride, bool stream) {
-  scores_on_path(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride, stream);
+                      int64_t score_stride, bool stream, const uint16_t* const* next_rows) {
+  scores_on_path(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride, stream,
+                 next_rows);
 }
 
 void attention_values(const float* w, int64_t w_stride, int64_t n_heads, const float* const* rows,

@@ -22,13 +22,16 @@ namespace gemmax {
 // read, and the prefetches would only cost instructions.
 
 // scores[h * score_stride + j] = scale * (q_h . keys[j]) for h < n_heads, j < n_keys, where q_h =
-// q + h * head_dim; key rows are f32, or f16 from an F16 KV cache.
+// q + h * head_dim; key rows are f32, or f16 from an F16 KV cache. `next_rows` (used when
+// streaming): n_keys rows of head_dim elements that are read next (a decode step's value rows),
+// asked for into L2 in step with the keys, so that their memory latency overlaps the scores.
 void attention_scores(const float* q, int64_t n_heads, int64_t head_dim, const float* const* keys,
                       int64_t n_keys, float scale, float* scores, int64_t score_stride,
-                      bool stream = false);
+                      bool stream = false, const float* const* next_rows = nullptr);
 void attention_scores(const float* q, int64_t n_heads, int64_t head_dim,
                       const uint16_t* const* keys, int64_t n_keys, float scale, float* scores,
-                      int64_t score_stride, bool stream = false);
+                      int64_t score_stride, bool stream = false,
+                      const uint16_t* const* next_rows = nullptr);
 
 // out_h[d] += sum_j w_h[j] * rows[j][d] for j = 0..n_rows-1 in order, d < n, h < n_heads, with
 // w_h = w + h * w_stride and out_h = out + h * out_stride: per head the same result as n_rows

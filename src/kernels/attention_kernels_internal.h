@@ -8,10 +8,10 @@ namespace gemmax::detail {
 
 void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
                            const float* const* keys, int64_t n_keys, float scale, float* scores,
-                           int64_t score_stride, bool stream);
+                           int64_t score_stride, bool stream, const float* const* next_rows);
 void attention_scores_avx2(const float* q, int64_t n_heads, int64_t head_dim,
                            const uint16_t* const* keys, int64_t n_keys, float scale, float* scores,
-                           int64_t score_stride, bool stream);
+                           int64_t score_stride, bool stream, const uint16_t* const* next_rows);
 void attention_values_avx2(const float* w, int64_t w_stride, int64_t n_heads,
                            const float* const* rows, int64_t n_rows, int64_t n, float* out,
                            int64_t out_stride, bool stream);

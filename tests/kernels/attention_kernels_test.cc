@@ -51,6 +51,7 @@ std::vector<const T*> reversed_rows(const T* base, int64_t n, int64_t stride) {
 
 // Keys `stride` floats apart (the KV heads of a page row); head_dim 256 (Gemma 3) and 19 (vector
 // groups plus a scalar tail); 1-6 heads and 0-11 keys cover every tile shape and the leftovers.
+// The full calls stream and prefetch value rows as a decode step does; the pairs alone do not.
 TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
   PathGuard guard;
   const float scale = 0.0625f;
@@ -65,9 +66,12 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
       set_kernel_path(path);
       for (int64_t nh = 1; nh <= max_heads; ++nh)
         for (int64_t nk = 0; nk <= max_keys; ++nk) {
+          // As a decode step calls them (streaming, with value rows to prefetch): the same
+          // results as the plain calls below.
           std::vector<float> got(nh * 16, -1.0f), got16(nh * 16, -1.0f);
-          attention_scores(q.data(), nh, hd, kp.data(), nk, scale, got.data(), 16);
-          attention_scores(q.data(), nh, hd, kh.data(), nk, scale, got16.data(), 16);
+          attention_scores(q.data(), nh, hd, kp.data(), nk, scale, got.data(), 16, true, kp.data());
+          attention_scores(q.data(), nh, hd, kh.data(), nk, scale, got16.data(), 16, true,
+                           kh.data());
           for (int64_t h = 0; h < nh; ++h) {
             for (int64_t j = 0; j < nk; ++j) {
               double exact = 0, abs_sum = 0;
