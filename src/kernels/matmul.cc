@@ -376,6 +376,27 @@ const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, 
   return reinterpret_cast<const uint8_t*>(out);
 }
 
+// A decode step's GEMV chunks: one big chunk per thread, kDecodeBigShare of the rows between them,
+// then the rest in (kMaxChunksPerThread - 1) small chunks per thread, claimed by whichever thread
+// is free. bounds[c] is chunk c's first unit; bounds[n_chunks] == units.
+//
+// Why: with one chunk per thread (session 14; more equal chunks had cost more in cold stream
+// starts than they gained), the two threads of a decode GEMV finished on average 19 us (1B Q4_0,
+// 9% of a 207 us call) and 61 us (4B Q4_0, of 645 us) apart, either of them last (timers around
+// the calls, 16 + 32 tokens): their share of the memory bandwidth varies. Whole decodes, 2
+// threads, interleaved pairs of one binary: 270M Q4_0 183-185 -> 193-194 tok/s, 1B Q8_0 21.2-21.9
+// -> 22.6-23.3, 4B Q4_0 10.9 -> 11.6-11.8, 1B BF16 12.2 -> 12.8; 270M Q8_0 +1-2%; 4B Q4_K_M
+// unchanged (its GEMV waits on its arithmetic). A big share of 0.7 and 0.9 measured no better.
+constexpr double kDecodeBigShare = 0.8;
+
+void decode_chunk_bounds(int64_t units, int threads, int n_chunks, int64_t* bounds) {
+  const auto per_big = static_cast<int64_t>(static_cast<double>(units) * kDecodeBigShare / threads);
+  bounds[0] = 0;
+  for (int c = 1; c <= threads; ++c) bounds[c] = c * per_big;
+  const int64_t rest = units - threads * per_big, small = n_chunks - threads;
+  for (int j = 1; j <= small; ++j) bounds[threads + j] = threads * per_big + rest * j / small;
+}
+
 }  // namespace
 
 void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput> outputs,
@@ -431,11 +452,27 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     bool panels = false;
     for (size_t i = 0; i < fused.n; ++i) panels = panels || fused.jobs[i].panels;
     const int64_t grain = panels ? kPanelRowGrain : kRowGrain;
-    // A decode step's GEMVs take one contiguous share of the rows per thread: every chunk start
-    // is kRowStreams streams whose first 4 KiB no prefetch asked for, and a claim, while the
-    // threads of a memory-bound GEMV run at the same pace. Whole decodes (2 threads,
-    // interleaved) against 4 chunks per thread: 270M Q4_0 178-185 -> 194-198 tok/s, 1B Q4_0
-    // 43-44 -> 44.7-45, 4B Q4_0 11.3-11.6 -> 11.4-11.7. Prefills keep 4 chunks per thread.
+    // A decode step's GEMVs take one big share of the rows per thread and balance the rest in
+    // small chunks (decode_chunk_bounds): every chunk start is several streams whose first 4 KiB
+    // no prefetch asked for, and a claim. Against 4 equal chunks per thread (session 14): 270M
+    // Q4_0 178-185 -> 194-198 tok/s with one chunk per thread. Matrices of fewer than 4 units
+    // per chunk keep one chunk per thread; prefills keep 4 equal chunks per thread.
+    const int threads = pool->size();
+    const int n_chunks = threads * ThreadPool::kMaxChunksPerThread;
+    const int64_t units = (total + grain - 1) / grain;
+    if (n_tokens == 1 && threads > 1 && units >= 4 * n_chunks) {
+      thread_local std::vector<int64_t> bounds;  // only grows
+      bounds.resize(static_cast<size_t>(n_chunks) + 1);
+      decode_chunk_bounds(units, threads, n_chunks, bounds.data());
+      const int64_t* b = bounds.data();  // the caller's: the workers have their own thread_local
+      pool->parallel_for(
+          n_chunks, 1,
+          [&fused, b, grain, total](int64_t c0, int64_t c1) {
+            fused.run(b[c0] * grain, std::min(total, b[c1] * grain));
+          },
+          ThreadPool::kMaxChunksPerThread);
+      return;
+    }
     const int chunks_per_thread = n_tokens == 1 ? 1 : ThreadPool::kMaxChunksPerThread;
     pool->parallel_for(
         total, grain, [&fused](int64_t r0, int64_t r1) { fused.run(r0, r1); }, chunks_per_thread);

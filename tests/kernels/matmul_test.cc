@@ -374,6 +374,36 @@ TEST(Matmul, FusedEqualsSeparateProducts) {
   }
 }
 
+// A decode step's fused GEMV over enough rows for its big-then-small chunks (decode_chunk_bounds
+// in matmul.cc), on 2 and 3 threads: every row written, each bit for bit as without a pool.
+TEST(Matmul, DecodeChunksCoverEveryRowOnce) {
+  std::mt19937 rng(13);
+  const int64_t cols = 256;
+  const DType types[] = {DType::kQ4_0, DType::kQ4_K, DType::kQ8_0};
+  const int64_t rows[] = {700, 333, 101};  // 1134 rows: 71 units of 16, the last one partial
+  std::vector<Weights> ws;
+  for (int i = 0; i < 3; ++i) ws.push_back(random_weights(types[i], rows[i], cols, rng));
+  const std::vector<float> x = random_x(cols, rng);
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (int threads : {2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<std::vector<float>> fused(3), alone(3);
+      std::vector<MatmulOutput> outs;
+      for (int i = 0; i < 3; ++i) {
+        fused[i].assign(rows[i], std::nanf(""));
+        alone[i].assign(rows[i], -2.0f);
+        outs.push_back({&ws[i].view, fused[i].data()});
+        matmul(x.data(), 1, ws[i].view, alone[i].data(), nullptr);
+      }
+      matmul_fused(x.data(), 1, outs, &pool);
+      for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(0, std::memcmp(fused[i].data(), alone[i].data(), fused[i].size() * 4))
+            << kernel_path_name(path) << " output " << i << ", " << threads << " threads";
+    }
+  }
+}
+
 TEST(Matmul, FusedRejectsMismatchedColumnsAndTooManyOutputs) {
   std::mt19937 rng(12);
   const Weights a = random_weights(DType::kQ8_0, 4, 64, rng),
