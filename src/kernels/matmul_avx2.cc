@@ -835,10 +835,9 @@ GEMMAX_AVX2 float row_from_tile(const uint8_t* w, const void* act, int64_t k) {
 // (bench, 2 threads, interleaved, Intel AVX-512 host): 1B Q8_0 21.1 -> 23.5-24.2 tok/s, 1B Q4_0
 // 37.3 -> 42.2; 3 and 4 streams measured 1-3% above 2. The K formats' GEMV (rows_k) did not gain
 // (4B Q4_K_M 7.5-7.9 -> 7.3-7.6) while it still took each row whole; taking 8 streams block by
-// block did (session 16, see rows_k). Each row's
-// result is the same as before, only the order in which rows are visited changes. Reading two
-// *adjacent* rows side by side (two FMA chains) had slowed the DRAM-streamed matrices (LM head Q8_0
-// 28 -> 18 GB/s, BF16 27 -> 21).
+// block did (session 16, see rows_k). Each row's result is the same as before, only the order in
+// which rows are visited changes. Reading two *adjacent* rows side by side (two FMA chains) had
+// slowed the DRAM-streamed matrices (LM head Q8_0 28 -> 18 GB/s, BF16 27 -> 21).
 constexpr int64_t kRowStreams = 4;
 
 template <TileFn Tile11>
