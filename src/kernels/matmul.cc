@@ -378,7 +378,7 @@ const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, 
 
 // A decode step's GEMV chunks: one big chunk per thread, kDecodeBigShare of the rows between them,
 // then the rest in (kMaxChunksPerThread - 1) small chunks per thread, claimed by whichever thread
-// is free. bounds[c] is chunk c's first unit; bounds[n_chunks] == units.
+// is free. Returns chunk c's first unit (c <= n_chunks; chunk n_chunks starts at `units`).
 //
 // Why: with one chunk per thread (session 14; more equal chunks had cost more in cold stream
 // starts than they gained), the two threads of a decode GEMV finished on average 19 us (1B Q4_0,
@@ -389,12 +389,12 @@ const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, 
 // unchanged (its GEMV waits on its arithmetic). A big share of 0.7 and 0.9 measured no better.
 constexpr double kDecodeBigShare = 0.8;
 
-void decode_chunk_bounds(int64_t units, int threads, int n_chunks, int64_t* bounds) {
-  const auto per_big = static_cast<int64_t>(static_cast<double>(units) * kDecodeBigShare / threads);
-  bounds[0] = 0;
-  for (int c = 1; c <= threads; ++c) bounds[c] = c * per_big;
-  const int64_t rest = units - threads * per_big, small = n_chunks - threads;
-  for (int j = 1; j <= small; ++j) bounds[threads + j] = threads * per_big + rest * j / small;
+int64_t decode_chunk_start(int64_t c, int64_t units, int64_t threads, int64_t n_chunks) {
+  const auto per_big = static_cast<int64_t>(static_cast<double>(units) * kDecodeBigShare /
+                                            static_cast<double>(threads));
+  if (c <= threads) return c * per_big;
+  const int64_t rest = units - threads * per_big;
+  return threads * per_big + rest * (c - threads) / (n_chunks - threads);
 }
 
 }  // namespace
@@ -453,7 +453,7 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     for (size_t i = 0; i < fused.n; ++i) panels = panels || fused.jobs[i].panels;
     const int64_t grain = panels ? kPanelRowGrain : kRowGrain;
     // A decode step's GEMVs take one big share of the rows per thread and balance the rest in
-    // small chunks (decode_chunk_bounds): every chunk start is several streams whose first 4 KiB
+    // small chunks (decode_chunk_start): every chunk start is several streams whose first 4 KiB
     // no prefetch asked for, and a claim. Against 4 equal chunks per thread (session 14): 270M
     // Q4_0 178-185 -> 194-198 tok/s with one chunk per thread. Matrices of fewer than 4 units
     // per chunk keep one chunk per thread; prefills keep 4 equal chunks per thread.
@@ -461,15 +461,12 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     const int n_chunks = threads * ThreadPool::kMaxChunksPerThread;
     const int64_t units = (total + grain - 1) / grain;
     if (n_tokens == 1 && threads > 1 && units >= 4 * n_chunks) {
-      thread_local std::vector<int64_t> bounds;  // only grows
-      bounds.resize(static_cast<size_t>(n_chunks) + 1);
-      decode_chunk_bounds(units, threads, n_chunks, bounds.data());
-      const int64_t* b = bounds.data();  // the caller's: the workers have their own thread_local
+      const auto row_of = [=](int64_t c) {
+        return std::min(total, decode_chunk_start(c, units, threads, n_chunks) * grain);
+      };
       pool->parallel_for(
           n_chunks, 1,
-          [&fused, b, grain, total](int64_t c0, int64_t c1) {
-            fused.run(b[c0] * grain, std::min(total, b[c1] * grain));
-          },
+          [&fused, row_of](int64_t c0, int64_t c1) { fused.run(row_of(c0), row_of(c1)); },
           ThreadPool::kMaxChunksPerThread);
       return;
     }

@@ -400,9 +400,9 @@ void Gemma3Model::attend_rows(const float* q, int64_t n_heads, const Row* const*
   const int64_t hd = config_.head_dim;
   thread_local std::vector<float> scores;
   scores.resize(n_heads * n_keys);
-  // A decode step's value rows are asked for while the scores run.
-  attention_scores(q, n_heads, hd, keys, n_keys, scaling, scores.data(), n_keys, stream,
-                   stream ? values : nullptr);
+  // A decode step's value rows are asked for while the scores run (the kernel ignores them
+  // when not streaming).
+  attention_scores(q, n_heads, hd, keys, n_keys, scaling, scores.data(), n_keys, stream, values);
   for (int64_t h = 0; h < n_heads; ++h) {
     float* sc = scores.data() + h * n_keys;
     float* rec = partial + h * head_stride;

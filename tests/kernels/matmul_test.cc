@@ -374,7 +374,7 @@ TEST(Matmul, FusedEqualsSeparateProducts) {
   }
 }
 
-// A decode step's fused GEMV over enough rows for its big-then-small chunks (decode_chunk_bounds
+// A decode step's fused GEMV over enough rows for its big-then-small chunks (decode_chunk_start
 // in matmul.cc), on 2 and 3 threads: every row written, each bit for bit as without a pool.
 TEST(Matmul, DecodeChunksCoverEveryRowOnce) {
   std::mt19937 rng(13);
