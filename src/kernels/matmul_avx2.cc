@@ -754,8 +754,8 @@ GEMMAX_AVX2 inline void tile_k(const uint8_t* w, size_t /*row_bytes*/, const uin
 // 25-28 GB/s, Q6_K 21-23 -> 27-30; whole 4B Q4_K_M decode 7.95-8.15 -> 9.8-10.0 tok/s
 // (interleaved). The same block-by-block order over 8 *adjacent* rows fell to 13-18 GB/s.
 // Super-blocks go in chunks of kChunk (rows longer than that go chunk by chunk).
-// kVnniSums: the integer sums come from the AVX-512 VNNI build of Q4_K/Q5_K
-// (q4_k_group_sums_avx512 / q5_k_...) instead of F::sums: the same sums, so the same bits.
+// kVnniSums: the integer sums come from the AVX-512 VNNI builds (q4_k_group_sums_avx512,
+// q5_k_..., q6_k_...) instead of F::sums: the same sums, so the same bits.
 template <class F, bool kVnniSums = false>
 GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
                         int64_t k, float* y) {
@@ -772,9 +772,9 @@ GEMMAX_AVX2 void rows_k(const uint8_t* w, size_t row_bytes, int64_t n_rows, cons
       __m256i s[kChunk][kGroup], m[kChunk][F::kMins ? kGroup : 1];
       alignas(16) uint16_t d[kChunk][kGroup], dmin[kChunk][F::kMins ? kGroup : 1];
       if constexpr (kVnniSums) {
-        static_assert(F::kMins);
-        const KGroupSumsFn sums =
-            F::kBytes == q5_k::kBytes ? q5_k_group_sums_avx512 : q4_k_group_sums_avx512;
+        const KGroupSumsFn sums = !F::kMins                   ? q6_k_group_sums_avx512
+                                  : F::kBytes == q5_k::kBytes ? q5_k_group_sums_avx512
+                                                              : q4_k_group_sums_avx512;
         sums(first + b0 * F::kBytes, stride, a + b0, nb, &s[0][0], &m[0][0], &d[0][0], &dmin[0][0]);
       } else {
         for (int64_t b = 0; b < nb; ++b)
@@ -957,8 +957,7 @@ template <class F>
 RowKernel k_kernel(DType t, bool vnni) {
   RowKernel kn = row_tiled_kernel<ActFormat::kA8x256, 8, tile_k<F, 1>, tile_k<F, 8>>();
   kn.rows = rows_k<F>;
-  if constexpr (F::kMins)
-    if (vnni) kn.rows = rows_k<F, true>;
+  if (vnni) kn.rows = rows_k<F, true>;
   // The K panels pay from few tokens: their packing is cheap next to the AVX2 tiles' unpacking,
   // and below 8 tokens there is no tile at all (a GEMV per token). Whole prefills, interleaved,
   // panels against none: 4B Q4_K_M 4 tokens 13 -> 19-21 tok/s, 8 tokens 25.5 -> 32.5, 16 tokens

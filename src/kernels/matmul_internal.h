@@ -147,11 +147,13 @@ inline void prefetch_stream_heads(const uint8_t* w, size_t part_bytes, int64_t s
 using KGroupSumsFn = void (*)(const uint8_t* first, size_t row_stride, const A8Block256* a,
                               int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
 
-// The 512-bit VNNI sums of Q4_K and Q5_K groups (matmul_kgemv_avx512.cc). Only call them when
-// cpu_features().has_avx512_vnni().
+// The 512-bit VNNI sums of Q4_K, Q5_K and Q6_K groups (matmul_kgemv_avx512.cc; Q6_K's fill
+// neither m nor dmin). Only call them when cpu_features().has_avx512_vnni().
 void q4_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
                             int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
 void q5_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                            int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
+void q6_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
                             int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
 
 // ---- prefill by packed panels (matmul_panels_avx2.cc) ----
