@@ -83,23 +83,6 @@ GEMMAX_KGEMV inline void block_sums(const uint8_t* w, const A8Block256& a, __m25
   *m = _mm256_madd_epi16(ks.mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
 }
 
-// Block b of each of the group's 8 rows in turn, then block b + 1 (rows_k: one row from each of 8
-// distant streams).
-template <bool kFifthBit>
-GEMMAX_KGEMV inline void group_sums(const uint8_t* first, size_t row_stride, const A8Block256* a,
-                                    int64_t nb, __m256i* s, __m256i* m, uint16_t* d,
-                                    uint16_t* dmin) {
-  constexpr int kBytes = kFifthBit ? q5_k::kBytes : q4_k::kBytes;
-  for (int64_t b = 0; b < nb; ++b)
-    for (int i = 0; i < 8; ++i) {
-      const uint8_t* block = first + i * row_stride + b * kBytes;
-      prefetch_ahead(block, kBytes);
-      block_sums<kFifthBit>(block, a[b], s + 8 * b + i, m + 8 * b + i);
-      d[8 * b + i] = load_u16(block + q4_k::kD);
-      dmin[8 * b + i] = load_u16(block + q4_k::kDmin);
-    }
-}
-
 // Q6_K: one 512-bit register is 64 contiguous elements, half h = c / 2's 64 low-nibble bytes
 // ql[64h..64h+63] (c even: their low nibbles, elements 128h + 0..63; c odd: the high nibbles,
 // 128h + 64..127) with their two high bits from qh[32h..32h+31] (bits 0-1 for elements 0-31 of
@@ -107,9 +90,9 @@ GEMMAX_KGEMV inline void group_sums(const uint8_t* first, size_t row_stride, con
 // products (|sum| <= 4 * 63 * 128, an int16) and one vpdpwssd multiplies each by its 16-element
 // group's int8 scale (a signed int16 in the low word of each dword, 0 in the high one). S - 32 * O
 // as the AVX2 code's Q6K::sums forms it, folded to 8 lanes. Against the AVX2 sums (stand-alone,
-// 2560-wide, 1 thread): cache-resident 20.3-22.1 -> 23.8-24.5 GB/s, from DRAM unchanged (~15.5);
-// whole 4B Q4_K_M decodes (38% of its bytes are Q6_K) 10.21 -> 10.35 tok/s, medians of 5
-// interleaved pairs.
+// 2560-wide, 1 thread): cache-resident 20.3-22.7 -> 26.3-26.4 GB/s, from DRAM unchanged (~15 GB/s);
+// whole 4B Q4_K_M decodes (38% of its bytes are Q6_K, read from DRAM) unchanged: 10.20 vs 10.23
+// tok/s, medians of 5 interleaved pairs of one binary.
 GEMMAX_KGEMV inline void q6_k_block_sums(const uint8_t* w, const A8Block256& a, __m256i* out) {
   const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + q6_k::kScales));
   const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
@@ -149,30 +132,47 @@ GEMMAX_KGEMV inline void q6_k_block_sums(const uint8_t* w, const A8Block256& a, 
   *out = _mm256_sub_epi32(s, _mm256_slli_epi32(off, 5));
 }
 
-}  // namespace
+enum class KFormat { kQ4, kQ5, kQ6 };
 
-// Block b of each of the group's 8 rows in turn, as group_sums; m and dmin are not used (Q6_K has
-// no mins).
-void q6_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
-                            int64_t nb, __m256i* s, __m256i* /*m*/, uint16_t* d,
-                            uint16_t* /*dmin*/) {
+// Block b of each of the group's 8 rows in turn, then block b + 1 (rows_k: one row from each of 8
+// distant streams). Q6_K has no mins: m and dmin are left alone.
+template <KFormat kFormat>
+GEMMAX_KGEMV inline void group_sums(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                                    int64_t nb, __m256i* s, __m256i* m, uint16_t* d,
+                                    uint16_t* dmin) {
+  constexpr int kBytes = kFormat == KFormat::kQ4   ? q4_k::kBytes
+                         : kFormat == KFormat::kQ5 ? q5_k::kBytes
+                                                   : q6_k::kBytes;
   for (int64_t b = 0; b < nb; ++b)
     for (int i = 0; i < 8; ++i) {
-      const uint8_t* block = first + i * row_stride + b * q6_k::kBytes;
-      prefetch_ahead(block, q6_k::kBytes);
-      q6_k_block_sums(block, a[b], s + 8 * b + i);
-      d[8 * b + i] = load_u16(block + q6_k::kD);
+      const uint8_t* block = first + i * row_stride + b * kBytes;
+      prefetch_ahead(block, kBytes);
+      if constexpr (kFormat == KFormat::kQ6) {
+        q6_k_block_sums(block, a[b], s + 8 * b + i);
+        d[8 * b + i] = load_u16(block + q6_k::kD);
+      } else {
+        block_sums<kFormat == KFormat::kQ5>(block, a[b], s + 8 * b + i, m + 8 * b + i);
+        d[8 * b + i] = load_u16(block + q4_k::kD);
+        dmin[8 * b + i] = load_u16(block + q4_k::kDmin);
+      }
     }
 }
 
+}  // namespace
+
 void q4_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
                             int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin) {
-  group_sums<false>(first, row_stride, a, nb, s, m, d, dmin);
+  group_sums<KFormat::kQ4>(first, row_stride, a, nb, s, m, d, dmin);
 }
 
 void q5_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
                             int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin) {
-  group_sums<true>(first, row_stride, a, nb, s, m, d, dmin);
+  group_sums<KFormat::kQ5>(first, row_stride, a, nb, s, m, d, dmin);
+}
+
+void q6_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
+                            int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin) {
+  group_sums<KFormat::kQ6>(first, row_stride, a, nb, s, m, d, dmin);
 }
 
 }  // namespace gemmax::detail
