@@ -106,7 +106,10 @@ void bm_attention(benchmark::State& state, KernelPath path, bool values) {
 // A decode step's attention over F16 K/V as gemmax bench stores them (one thread): `layers` x 576
 // cached positions x `kv` kv heads of 256 with `group` query heads each, in 16-row pages (K rows
 // then V rows) and 128-key chunks. 4B: 34 layers, 4 kv heads x 2 (80 MB); 270M: 1 kv head x 4, 72
-// layers (42 MB, past the L3 as the weights make it in a real step); 1 layer: cached.
+// layers (42 MB); 1 layer: cached. With more than one layer each iteration reads the next of
+// enough copies of that cache to fill 1 GiB, so that it comes from memory as in a real step, where
+// the weights evict it: one copy could stay in an L3 of hundreds of MB (the Intel host of
+// sessions 12-17 reports 480 MiB; until session 17 these cases read one copy).
 // `head_major`: a page keeps each kv head's 16 rows together ([head][row][d]) as the KV cache does,
 // instead of whole rows ([row][head][d]), where one kv head read 512-byte slices 2 KB apart.
 // `loops`: 1 scores only, 2 values only, 3 both (a step): whether the two together cost the sum of
@@ -132,13 +135,16 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
   }
   const int64_t page_elems = 2 * kPage * kv * kHd;
   const auto n_elems = static_cast<size_t>(layers * kPages * page_elems);
-  const HugePageBuffer mem(n_elems * sizeof(uint16_t));  // as the KV cache's pool
-  const std::span<uint16_t> cache(reinterpret_cast<uint16_t*>(mem.data()), n_elems);
-  for (size_t i = 0; i < cache.size(); ++i)
-    cache[i] = f32_to_f16(static_cast<float>(i % 17) * 0.01f);
+  const size_t copies =
+      layers > 1 ? std::max<size_t>(1, (size_t{1} << 30) / (n_elems * sizeof(uint16_t)) + 1) : 1;
+  const HugePageBuffer mem(copies * n_elems * sizeof(uint16_t));  // as the KV cache's pool
+  const std::span<uint16_t> all(reinterpret_cast<uint16_t*>(mem.data()), copies * n_elems);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = f32_to_f16(static_cast<float>(i % 17) * 0.01f);
+  size_t copy = 0;
+  const uint16_t* cache = all.data();
   auto row = [&](int64_t layer, int64_t pos, int64_t head, bool value) {
     const uint16_t* page =
-        cache.data() + (layer * kPages + pos / kPage) * page_elems + (value ? kPage * kv * kHd : 0);
+        cache + (layer * kPages + pos / kPage) * page_elems + (value ? kPage * kv * kHd : 0);
     const int64_t r = pos % kPage;
     return page + (head_major ? (head * kPage + r) * kHd : (r * kv + head) * kHd);
   };
@@ -146,6 +152,8 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
   std::vector<float> q(group * kHd, 0.01f), scores(group * kChunk), out(group * kHd);
   int64_t sum = 0;
   for (auto _ : state) {
+    cache = all.data() + copy * n_elems;
+    copy = (copy + 1) % copies;
     for (int64_t l = 0; l < layers; ++l)
       for (int64_t h = 0; h < kv; ++h)
         for (int64_t c = 0; c < kKeys; c += kChunk) {
@@ -165,8 +173,7 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
     benchmark::DoNotOptimize(out.data());
     benchmark::DoNotOptimize(sum);
   }
-  state.SetBytesProcessed(state.iterations() *
-                          static_cast<int64_t>(cache.size() * sizeof(uint16_t)));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(n_elems * sizeof(uint16_t)));
 }
 
 void bm_matmul(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads,
