@@ -135,8 +135,7 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
   }
   const int64_t page_elems = 2 * kPage * kv * kHd;
   const auto n_elems = static_cast<size_t>(layers * kPages * page_elems);
-  const size_t copies =
-      layers > 1 ? std::max<size_t>(1, (size_t{1} << 30) / (n_elems * sizeof(uint16_t)) + 1) : 1;
+  const size_t copies = layers > 1 ? (size_t{1} << 30) / (n_elems * sizeof(uint16_t)) + 1 : 1;
   const HugePageBuffer mem(copies * n_elems * sizeof(uint16_t));  // as the KV cache's pool
   const std::span<uint16_t> all(reinterpret_cast<uint16_t*>(mem.data()), copies * n_elems);
   for (size_t i = 0; i < all.size(); ++i) all[i] = f32_to_f16(static_cast<float>(i % 17) * 0.01f);
