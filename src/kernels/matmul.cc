@@ -379,16 +379,20 @@ const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, 
 }
 
 // A decode step's GEMV chunks: one big chunk per thread, kDecodeBigShare of the rows between them,
-// then the rest in (kMaxChunksPerThread - 1) small chunks per thread, claimed by whichever thread
-// is free. Returns chunk c's first unit (c <= n_chunks; chunk n_chunks starts at `units`).
+// then the rest in (kMaxChunksPerThread - 1) small chunks per thread, each half the one before,
+// claimed by whichever thread is free. Returns chunk c's first unit (c <= n_chunks; chunk n_chunks
+// starts at `units`).
 //
 // Why: with one chunk per thread (session 14; more equal chunks had cost more in cold stream
 // starts than they gained), the two threads of a decode GEMV finished on average 19 us (1B Q4_0,
 // 9% of a 207 us call) and 61 us (4B Q4_0, of 645 us) apart, either of them last (timers around
 // the calls, 16 + 32 tokens): their share of the memory bandwidth varies. Whole decodes, 2
-// threads, interleaved pairs of one binary: 270M Q4_0 183-185 -> 193-194 tok/s, 1B Q8_0 21.2-21.9
+// threads, interleaved pairs of one binary: 270M Q4_0 183-185 -> 194 tok/s, 1B Q8_0 21.2-21.9
 // -> 22.6-23.3, 4B Q4_0 10.9 -> 11.6-11.8, 1B BF16 12.2 -> 12.8; 270M Q8_0 +1-2%; 4B Q4_K_M
 // unchanged (its GEMV waits on its arithmetic). A big share of 0.7 and 0.9 measured no better.
+// Equal small chunks (session 16) still left the threads a small chunk apart at the end (timers
+// per chunk, 1B Q4_0, 16 + 64 tokens: gate+up 10-12 us of a 300 us call, the LM head 165 us);
+// halving sizes: 6-7 and 47-64 us.
 constexpr double kDecodeBigShare = 0.8;
 
 int64_t decode_chunk_start(int64_t c, int64_t units, int64_t threads, int64_t n_chunks) {
@@ -396,7 +400,9 @@ int64_t decode_chunk_start(int64_t c, int64_t units, int64_t threads, int64_t n_
                                             static_cast<double>(threads));
   if (c <= threads) return c * per_big;
   const int64_t rest = units - threads * per_big;
-  return threads * per_big + rest * (c - threads) / (n_chunks - threads);
+  // Small chunk i (from 0) covers rest / 2^(i+1), the last two the same, so the threads finish at
+  // most one short chunk apart.
+  return threads * per_big + (c >= n_chunks ? rest : rest - (rest >> (c - threads)));
 }
 
 }  // namespace
