@@ -110,10 +110,11 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
   r.prefill_tps = o.prompt_tokens / seconds_since(start);
   model.set_profile(decode_profile);
   start = Clock::now();
+  Gemma3Outputs out;  // reused: as a decode loop (and llama.cpp's context) keeps its logits
   for (int i = 0; i < o.gen_tokens; ++i) {
     Gemma3Inputs step;
     step.add_row(seq, {id(rng)});
-    model.execute(step, cache);
+    model.execute(step, cache, out);
   }
   r.decode_tps = o.gen_tokens / seconds_since(start);
   model.set_profile(nullptr);

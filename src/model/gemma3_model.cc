@@ -113,6 +113,12 @@ void Gemma3Model::validate(const Gemma3Inputs& in, const PagedKVCache& cache) co
 }
 
 Gemma3Outputs Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache) {
+  Gemma3Outputs out;
+  execute(in, cache, out);
+  return out;
+}
+
+void Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache, Gemma3Outputs& out) {
   clock_ = PhaseClock(profile_);
   validate(in, cache);
   const int64_t n = static_cast<int64_t>(in.tokens.size());
@@ -141,7 +147,7 @@ Gemma3Outputs Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache) 
   for (int64_t r = 0; r < in.num_rows(); ++r)
     cache.commit(in.seq_ids[r], in.input_row_offsets[r + 1] - in.input_row_offsets[r]);
   clock_.lap(StepPhase::kKvStore);
-  return logits(in, pos);
+  logits(in, pos, out);
 }
 
 // Bytes of the weights a matmul phase reads (for the step profile).
@@ -465,10 +471,12 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
 }
 
 // Final norm and LM head for the tokens whose logits were asked for.
-Gemma3Outputs Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos) {
+void Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos,
+                         Gemma3Outputs& out) {
   const int64_t h = config_.hidden_size;
-  Gemma3Outputs out;
   out.vocab_size = config_.vocab_size;
+  out.logit_row_offsets.assign(1, 0);
+  out.positions.clear();
   std::vector<int64_t> selected;
   for (int64_t r = 0; r < in.num_rows(); ++r) {
     const int64_t b = in.input_row_offsets[r], e = in.input_row_offsets[r + 1];
@@ -502,7 +510,6 @@ Gemma3Outputs Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int6
     softcap(out.logits.data(), static_cast<int64_t>(out.logits.size()),
             static_cast<float>(*config_.final_logit_softcapping));
   clock_.lap(StepPhase::kLmHead, bytes_of({&weights_.lm_head}));
-  return out;
 }
 
 }  // namespace gemmax

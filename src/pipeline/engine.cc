@@ -314,9 +314,9 @@ void Engine::run(const std::vector<Row>& rows, ReturnLogits mode) {
                                                 r.seq->tokens.begin() + r.end));
     prompt_tokens += std::max<int64_t>(0, std::min(r.end, r.seq->prompt_len) - r.begin);
   }
-  Gemma3Outputs out;
+  Gemma3Outputs& out = outputs_;
   try {
-    out = model_.execute(in, cache_);
+    model_.execute(in, cache_, out);
   } catch (const std::exception& e) {
     // A failed step leaves these sequences in an unknown state: end them rather than corrupt
     // output.
@@ -355,6 +355,8 @@ void Engine::run(const std::vector<Row>& rows, ReturnLogits mode) {
     ev.completion_tokens = s.generated;
     s.sink(ev);
   }
+  // Keep the logits buffer for the next step unless an echo's all-token logits grew it large.
+  if (out.logits.capacity() > kKeptLogitRows * static_cast<size_t>(out.vocab_size)) out = {};
   std::lock_guard lock(mu_);
   stats_.prompt_tokens += prompt_tokens;
   stats_.generated_tokens += sampled;

@@ -147,6 +147,10 @@ class Engine {
   // Engine thread only.
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order, oldest first
+  // run()'s outputs, reused so that a decode step allocates and zeroes no logits (1 MiB per
+  // sequence at Gemma 3's vocabulary); dropped when larger than kKeptLogitRows rows.
+  static constexpr size_t kKeptLogitRows = 64;
+  Gemma3Outputs outputs_;
 };
 
 }  // namespace gemmax

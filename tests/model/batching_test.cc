@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "golden_util.h"
 #include "kernels/matmul.h"
@@ -175,6 +176,41 @@ TEST_F(ModelStep, FullCacheIsAnErrorAndLeavesOthersIntact) {
   EXPECT_EQ(small.length(b), 0);
   small.release(a);
   EXPECT_NO_THROW(model_->execute(too_big, small));
+}
+
+// execute() into a kept Gemma3Outputs (what a decode loop does) gives what a fresh one gives, also
+// when the number of logit rows shrinks and grows between steps: no stale rows, offsets or
+// positions survive.
+TEST_F(ModelStep, ReusedOutputsEqualFreshOnes) {
+  const SeqId a = cache_->add_sequence(), b = cache_->add_sequence();
+  Gemma3Inputs wide;
+  wide.add_row(a, prompt(6, 3));
+  wide.add_row(b, prompt(4, 4));
+  wide.return_logits = ReturnLogits::kAll;
+  Gemma3Outputs kept;
+  model_->execute(wide, *cache_, kept);
+  ASSERT_EQ(kept.logit_row_offsets, (std::vector<int64_t>{0, 6, 10}));
+
+  const SeqId c = cache_->add_sequence(), d = cache_->add_sequence();
+  Gemma3Inputs fresh_first, reuse_first;
+  fresh_first.add_row(c, prompt(6, 3));
+  reuse_first.add_row(d, prompt(6, 3));
+  const Gemma3Outputs fresh = model_->execute(fresh_first, *cache_);
+  model_->execute(reuse_first, *cache_, kept);  // 10 logit rows -> 1
+  EXPECT_EQ(kept.logits, fresh.logits);
+  EXPECT_EQ(kept.logit_row_offsets, fresh.logit_row_offsets);
+  EXPECT_EQ(kept.positions, fresh.positions);
+
+  Gemma3Inputs fresh_next, reuse_next;  // one decode token each, both rows in one step
+  fresh_next.add_row(c, {7});
+  fresh_next.add_row(a, {7});
+  reuse_next.add_row(d, {7});
+  reuse_next.add_row(b, {7});
+  const Gemma3Outputs fresh2 = model_->execute(fresh_next, *cache_);
+  model_->execute(reuse_next, *cache_, kept);  // 1 -> 2 rows
+  ASSERT_EQ(kept.num_logit_rows(), 2);
+  EXPECT_EQ(0, std::memcmp(kept.row(0), fresh2.row(0), sizeof(float) * kept.vocab_size));
+  EXPECT_EQ(kept.positions, (std::vector<int64_t>{6, 4}));
 }
 
 // A profiled step counts itself, times every phase, and credits each matmul phase with the bytes of
