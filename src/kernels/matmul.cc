@@ -463,12 +463,14 @@ void matmul_fused(const float* x, int64_t n_tokens, std::span<const MatmulOutput
     // A decode step's GEMVs take one big share of the rows per thread and balance the rest in
     // small chunks (decode_chunk_start): every chunk start is several streams whose first 4 KiB
     // no prefetch asked for, and a claim. Against 4 equal chunks per thread (session 14): 270M
-    // Q4_0 178-185 -> 194-198 tok/s with one chunk per thread. Matrices of fewer than 4 units
-    // per chunk keep one chunk per thread; prefills keep 4 equal chunks per thread.
+    // Q4_0 178-185 -> 194-198 tok/s with one chunk per thread. Matrices of fewer than 8 units
+    // per chunk keep one even chunk per thread (4 until session 18; 8 moved the 270M's 640-row
+    // o and down projections back to even halves: 270M Q4_0 +0-2% in 6 of 6 interleaved pairs,
+    // Q8_0 +0.4-7% in 4 of 4, BF16 -2 to +1%); prefills keep 4 equal chunks per thread.
     const int threads = pool->size();
     const int n_chunks = threads * ThreadPool::kMaxChunksPerThread;
     const int64_t units = (total + grain - 1) / grain;
-    if (n_tokens == 1 && threads > 1 && units >= 4 * n_chunks) {
+    if (n_tokens == 1 && threads > 1 && units >= 8 * n_chunks) {
       const auto row_of = [=](int64_t c) {
         return std::min(total, decode_chunk_start(c, units, threads, n_chunks) * grain);
       };
