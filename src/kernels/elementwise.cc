@@ -82,6 +82,14 @@ double exp_sum(const float* x, int64_t n, float shift) {
   return sum;
 }
 
+int64_t argmax(const float* x, int64_t n) {
+  if (kernel_path() == KernelPath::kAvx2) return detail::argmax_avx2(x, n);
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isnan(x[i]) && (best < 0 || x[i] > x[best])) best = i;
+  return best < 0 ? 0 : best;
+}
+
 void axpy(float a, const float* x, int64_t n, float* y) {
   if (kernel_path() == KernelPath::kAvx2) return detail::axpy_avx2(a, x, n, y);
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];

@@ -35,6 +35,12 @@ float exp_sub_sum(float* x, int64_t n, float shift);
 // in f64 (a log-softmax normaliser over a 262k vocabulary, where f32 lanes would lose digits).
 double exp_sum(const float* x, int64_t n, float shift);
 
+// Index of the first largest of n >= 1 values, what std::max_element gives for values without
+// NaN; NaNs are skipped (0 if all are NaN). A vector max, then a search for its first copy: the
+// scalar std::max_element over a 262k vocabulary took ~0.25 ms of each greedy token (5% of a
+// 270M Q4_0 step).
+int64_t argmax(const float* x, int64_t n);
+
 // y[i] += a * x[i] (attention's weighted sum of values).
 void axpy(float a, const float* x, int64_t n, float* y);
 
@@ -44,7 +50,7 @@ void axpy(float a, const float* x, int64_t n, float* y);
 void f32_to_f16_row(const float* x, int64_t n, uint16_t* out);
 void f32_to_bf16_row(const float* x, int64_t n, uint16_t* out);
 
-// gelu_tanh_gated, softmax, axpy and the half conversions use AVX2 on the avx2 kernel path
+// gelu_tanh_gated, softmax, argmax, axpy and the half conversions use AVX2 on the avx2 kernel path
 // (kernels/matmul.h): the vector exp is within a few ulp of libm, see
 // tests/kernels/elementwise_test.cc.
 

@@ -5,7 +5,9 @@
 // matmul_avx2.cc; elementwise.cc only calls in after checking the kernel path.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/elementwise_internal.h"
 #include "tensor/half.h"
@@ -123,6 +125,34 @@ GEMMAX_AVX2 void softmax_avx2(float* x, int64_t n) {
   for (i = 0; i + 8 <= n; i += 8)
     _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
   for (; i < n; ++i) x[i] *= 1.0f / sum;
+}
+
+// The largest value first (max_ps returns its second operand, the running maximum, when the first
+// is NaN, so NaNs drop out), in two chains; then the first element equal to it (-0 == +0, as the
+// scalar rule's comparisons see them).
+GEMMAX_AVX2 int64_t argmax_avx2(const float* x, int64_t n) {
+  const float inf = std::numeric_limits<float>::infinity();
+  __m256 m0 = _mm256_set1_ps(-inf), m1 = m0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+  }
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float best = -inf;
+  for (float v : lanes) best = std::max(best, v);
+  for (; i < n; ++i)
+    if (x[i] > best) best = x[i];
+  const __m256 vb = _mm256_set1_ps(best);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const int hits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vb, _CMP_EQ_OQ));
+    if (hits != 0) return i + __builtin_ctz(static_cast<unsigned>(hits));
+  }
+  for (; i < n; ++i)
+    if (x[i] == best) return i;
+  return 0;  // all NaN
 }
 
 GEMMAX_AVX2 void axpy_avx2(float a, const float* x, int64_t n, float* y) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <random>
 #include <vector>
@@ -128,6 +129,46 @@ TEST(Elementwise, AxpyOnEveryPath) {
     axpy(0.37f, x.data(), 37, y.data());
     for (int i = 0; i < 37; ++i)
       EXPECT_NEAR(y[i], y0[i] + 0.37 * x[i], 2e-7 * (std::fabs(y0[i]) + std::fabs(x[i]))) << i;
+  }
+}
+
+// argmax on every path: the first largest, as std::max_element, for lengths around the vector
+// widths, ties (the first wins), +0/-0, infinities; NaNs skipped wherever they are, 0 if all NaN.
+TEST(Elementwise, ArgmaxFindsTheFirstLargestOnEveryPath) {
+  PathGuard guard;
+  std::mt19937 rng(31);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (KernelPath path : paths()) {
+    set_kernel_path(path);
+    for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 262144}) {
+      std::uniform_int_distribution<int> small(-3, 3);  // few values: many ties
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = static_cast<float>(small(rng));
+      const auto first_max = [&] { return std::max_element(x.begin(), x.end()) - x.begin(); };
+      EXPECT_EQ(argmax(x.data(), n), first_max()) << kernel_path_name(path) << " n=" << n;
+      x[static_cast<size_t>(n - 1)] = 9;  // the largest in the scalar tail
+      EXPECT_EQ(argmax(x.data(), n), first_max()) << kernel_path_name(path) << " n=" << n;
+      std::vector<float> nans = x;
+      nans[0] = nan;  // std::max_element would return 0 here; argmax skips it
+      nans[static_cast<size_t>(n / 2)] = nan;
+      if (n > 2) {
+        EXPECT_EQ(argmax(nans.data(), n), n - 1) << kernel_path_name(path) << " n=" << n;
+      }
+    }
+    const std::vector<float> zeros = {-0.0f, 0.0f, -0.0f, 0.0f, -1.0f, -0.0f, 0.0f, 0.0f, 0.0f};
+    EXPECT_EQ(argmax(zeros.data(), 9), 0) << kernel_path_name(path);
+    const std::vector<float> ninf(19, -inf);
+    EXPECT_EQ(argmax(ninf.data(), 19), 0) << kernel_path_name(path);
+    std::vector<float> infs(19, 1.0f);
+    infs[11] = inf;
+    infs[17] = inf;
+    EXPECT_EQ(argmax(infs.data(), 19), 11) << kernel_path_name(path);
+    const std::vector<float> all_nan(21, nan);
+    EXPECT_EQ(argmax(all_nan.data(), 21), 0) << kernel_path_name(path);
+    std::vector<float> nan_then_neg(10, nan);
+    nan_then_neg[9] = -5.0f;
+    EXPECT_EQ(argmax(nan_then_neg.data(), 10), 9) << kernel_path_name(path);
   }
 }
 
