@@ -119,23 +119,48 @@ void Sampler::apply_penalties(std::vector<float>& logits) const {
         static_cast<float>(params_.presence_penalty + params_.frequency_penalty * count);
 }
 
+namespace {
+
+// The mass of weights[begin, end) that a draw counts (those >= floor), in 8 independent partial
+// sums: one chain of 262k dependent additions took ~0.35 ms of each sampled token.
+double kept_mass_of(const std::vector<float>& weights, size_t begin, size_t end, float floor) {
+  double part[8] = {};
+  size_t i = begin;
+  for (; i + 8 <= end; i += 8)
+    for (int l = 0; l < 8; ++l) {
+      const float w = weights[i + static_cast<size_t>(l)];
+      part[l] += w >= floor ? w : 0.0f;
+    }
+  for (; i < end; ++i) part[0] += weights[i] >= floor ? weights[i] : 0.0f;
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+}  // namespace
+
 // No top-k/top-p: one pass over the whole vocabulary, no ordering needed. After the shift by the
 // max logit the most likely token has probability weight exactly 1, so min_p's floor is min_p.
+// The draw skips whole blocks of ids whose mass u still exceeds, then walks the one it falls in.
 int32_t Sampler::draw_unsorted(const std::vector<float>& weights, double total) {
+  constexpr size_t kBlock = 512;
   const auto floor = static_cast<float>(params_.min_p);
-  if (floor > 0) {
-    total = 0;
-    for (float w : weights) total += w >= floor ? w : 0;
-  }
+  const size_t n = weights.size();
+  if (floor > 0) total = kept_mass_of(weights, 0, n, floor);
   double u = uniform() * total;
-  int32_t last = 0;
-  for (size_t i = 0; i < weights.size(); ++i) {
-    if (weights[i] < floor || weights[i] == 0) continue;
-    last = static_cast<int32_t>(i);
-    u -= weights[i];
-    if (u < 0) return last;
+  size_t b = 0;
+  for (; b + kBlock <= n; b += kBlock) {
+    const double mass = kept_mass_of(weights, b, b + kBlock, floor);
+    if (u < mass) break;
+    u -= mass;
   }
-  return last;  // rounding left a sliver of mass: the last kept id
+  for (size_t i = b; i < n; ++i) {
+    if (weights[i] < floor || weights[i] == 0) continue;
+    u -= weights[i];
+    if (u < 0) return static_cast<int32_t>(i);
+  }
+  // Rounding left a sliver of mass: the last kept id.
+  for (size_t i = n; i-- > 0;)
+    if (weights[i] >= floor && weights[i] != 0) return static_cast<int32_t>(i);
+  return 0;
 }
 
 double Sampler::uniform() {

@@ -129,6 +129,33 @@ TEST(Sampler, DrawsOverVectorWidthsFollowTheSoftmax) {
   EXPECT_NEAR(h.at(3), std::sqrt(0.25) / z, kTol);
 }
 
+TEST(Sampler, DrawsAcrossSkippedBlocksFollowTheSoftmax) {
+  // 3000 tokens: the draw skips whole blocks of 512 ids by their mass. The mass sits in the
+  // first block (id 5), on a block edge (511, 512), in the scalar tail (2999) and spread thin
+  // over everything; with min_p the thin mass drops out and the rest renormalises.
+  std::vector<double> probs(3000, 0.2 / 2996);
+  probs[5] = 0.3;
+  probs[511] = 0.1;
+  probs[512] = 0.15;
+  probs[2999] = 0.25;
+  const auto h = histogram(seeded(), logits_of_probs(probs), kDraws);
+  EXPECT_NEAR(h.at(5), 0.3, kTol);
+  EXPECT_NEAR(h.at(511), 0.1, kTol);
+  EXPECT_NEAR(h.at(512), 0.15, kTol);
+  EXPECT_NEAR(h.at(2999), 0.25, kTol);
+  double thin = 0;
+  for (const auto& [id, f] : h)
+    if (id != 5 && id != 511 && id != 512 && id != 2999) thin += f;
+  EXPECT_NEAR(thin, 0.2, kTol);
+
+  SamplingParams p = seeded();
+  p.min_p = 0.01;  // of the best's 0.3: drops the 0.2 / 2996 ids
+  const auto kept = histogram(p, logits_of_probs(probs), kDraws);
+  EXPECT_EQ(kept.size(), 4u);
+  EXPECT_NEAR(kept.at(5), 0.375, kTol);
+  EXPECT_NEAR(kept.at(2999), 0.3125, kTol);
+}
+
 TEST(Sampler, TinyTemperatureDrawsTheArgmaxWithoutOverflow) {
   // (logit - max) / T first: logit / T alone would overflow to inf (and inf - inf to NaN).
   SamplingParams p = seeded();
