@@ -387,7 +387,7 @@ const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, 
 // starts than they gained), the two threads of a decode GEMV finished on average 19 us (1B Q4_0,
 // 9% of a 207 us call) and 61 us (4B Q4_0, of 645 us) apart, either of them last (timers around
 // the calls, 16 + 32 tokens): their share of the memory bandwidth varies. Whole decodes, 2
-// threads, interleaved pairs of one binary: 270M Q4_0 183-185 -> 194 tok/s, 1B Q8_0 21.2-21.9
+// threads, interleaved pairs of one binary: 270M Q4_0 183-185 -> 193-194 tok/s, 1B Q8_0 21.2-21.9
 // -> 22.6-23.3, 4B Q4_0 10.9 -> 11.6-11.8, 1B BF16 12.2 -> 12.8; 270M Q8_0 +1-2%; 4B Q4_K_M
 // unchanged (its GEMV waits on its arithmetic). A big share of 0.7 and 0.9 measured no better.
 // Equal small chunks (session 16) still left the threads a small chunk apart at the end (timers

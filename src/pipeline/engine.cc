@@ -318,6 +318,7 @@ void Engine::run(const std::vector<Row>& rows, ReturnLogits mode) {
   try {
     model_.execute(in, cache_, out);
   } catch (const std::exception& e) {
+    out = {};  // unspecified after a failed step, and possibly grown by an echo
     // A failed step leaves these sequences in an unknown state: end them rather than corrupt
     // output.
     for (const Row& r : rows) {
