@@ -32,15 +32,19 @@ void values_scalar(const float* w, int64_t w_stride, int64_t n_heads, const Row*
         out[h * out_stride + d] += w[h * w_stride + j] * as_f32(rows[j][d]);
 }
 
-// One dispatch per loop for both key / value element types: the AVX2 kernels on the avx2 path, the
-// scalar reference otherwise.
+// One dispatch per loop for both key / value element types: on the avx2 path the AVX-512 kernels
+// where the CPU has AVX-512F, else the AVX2 ones; the scalar reference otherwise.
 template <class Key>
 void scores_on_path(const float* q, int64_t n_heads, int64_t head_dim, const Key* const* keys,
                     int64_t n_keys, float scale, float* scores, int64_t score_stride, bool stream,
                     const Key* const* next_rows) {
-  if (kernel_path() == KernelPath::kAvx2)
+  if (kernel_path() == KernelPath::kAvx2) {
+    if (cpu_features().avx512f)
+      return detail::attention_scores_avx512(q, n_heads, head_dim, keys, n_keys, scale, scores,
+                                             score_stride, stream, next_rows);
     return detail::attention_scores_avx2(q, n_heads, head_dim, keys, n_keys, scale, scores,
                                          score_stride, stream, next_rows);
+  }
   scores_scalar(q, n_heads, head_dim, keys, n_keys, scale, scores, score_stride);
 }
 

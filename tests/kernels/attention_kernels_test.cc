@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernel_paths.h"
@@ -49,6 +50,32 @@ std::vector<const T*> reversed_rows(const T* base, int64_t n, int64_t stride) {
   return p;
 }
 
+// One scores implementation under test: a kernel path through the public dispatch, or one of the
+// vector kernels called directly (the AVX2 loop is what CPUs without AVX-512F run, so it is tested
+// here even where the dispatch picks the AVX-512 one).
+struct ScoresImpl {
+  std::string name;
+  KernelPath path;
+  void (*f32)(const float*, int64_t, int64_t, const float* const*, int64_t, float, float*, int64_t,
+              bool, const float* const*);
+  void (*f16)(const float*, int64_t, int64_t, const uint16_t* const*, int64_t, float, float*,
+              int64_t, bool, const uint16_t* const*);
+};
+
+std::vector<ScoresImpl> scores_impls() {
+  std::vector<ScoresImpl> impls;
+  for (KernelPath path : paths())
+    impls.push_back({kernel_path_name(path), path, &attention_scores, &attention_scores});
+  if (kernel_path_supported(KernelPath::kAvx2)) {
+    impls.push_back({"avx2 loop", KernelPath::kAvx2, &detail::attention_scores_avx2,
+                     &detail::attention_scores_avx2});
+    if (cpu_features().avx512f)
+      impls.push_back({"avx512 loop", KernelPath::kAvx2, &detail::attention_scores_avx512,
+                       &detail::attention_scores_avx512});
+  }
+  return impls;
+}
+
 // Keys `stride` floats apart (the KV heads of a page row); head_dim 256 (Gemma 3) and 19 (vector
 // groups plus a scalar tail); 1-6 heads and 0-11 keys cover every tile shape and the leftovers.
 // The full calls stream and prefetch value rows as a decode step does; the pairs alone do not.
@@ -62,16 +89,15 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
     const auto kp = reversed_rows(keys.data(), max_keys, stride);
     const auto kh = reversed_rows(keys16.h.data(), max_keys, stride);
     const auto kf = reversed_rows(keys16.f.data(), max_keys, stride);
-    for (KernelPath path : paths()) {
-      set_kernel_path(path);
+    for (const ScoresImpl& impl : scores_impls()) {
+      set_kernel_path(impl.path);
       for (int64_t nh = 1; nh <= max_heads; ++nh)
         for (int64_t nk = 0; nk <= max_keys; ++nk) {
           // As a decode step calls them (streaming, with value rows to prefetch): the same
           // results as the plain calls below.
           std::vector<float> got(nh * 16, -1.0f), got16(nh * 16, -1.0f);
-          attention_scores(q.data(), nh, hd, kp.data(), nk, scale, got.data(), 16, true, kp.data());
-          attention_scores(q.data(), nh, hd, kh.data(), nk, scale, got16.data(), 16, true,
-                           kh.data());
+          impl.f32(q.data(), nh, hd, kp.data(), nk, scale, got.data(), 16, true, kp.data());
+          impl.f16(q.data(), nh, hd, kh.data(), nk, scale, got16.data(), 16, true, kh.data());
           for (int64_t h = 0; h < nh; ++h) {
             for (int64_t j = 0; j < nk; ++j) {
               double exact = 0, abs_sum = 0;
@@ -81,15 +107,17 @@ TEST(AttentionKernels, ScoresMatchDoubleAndDoNotDependOnTheCall) {
               }
               // f32 sums of 256 products: a few ulp of the absolute sum, far below 1e-5 of it.
               EXPECT_NEAR(got[h * 16 + j], scale * exact, 1e-5 * scale * abs_sum)
-                  << kernel_path_name(path) << " hd=" << hd << " nh=" << nh << " nk=" << nk;
+                  << impl.name << " hd=" << hd << " nh=" << nh << " nk=" << nk;
               // The same pair alone (decode scores one head at a time): identical.
               float alone = 0;
-              attention_scores(q.data() + h * hd, 1, hd, kp.data() + j, 1, scale, &alone, 1);
-              EXPECT_EQ(got[h * 16 + j], alone) << "h=" << h << " j=" << j << " nh=" << nh;
+              impl.f32(q.data() + h * hd, 1, hd, kp.data() + j, 1, scale, &alone, 1, false,
+                       nullptr);
+              EXPECT_EQ(got[h * 16 + j], alone)
+                  << impl.name << " h=" << h << " j=" << j << " nh=" << nh;
               // f16 keys: the same arithmetic on the converted values.
               float conv = 0;
-              attention_scores(q.data() + h * hd, 1, hd, kf.data() + j, 1, scale, &conv, 1);
-              EXPECT_EQ(got16[h * 16 + j], conv) << "f16 h=" << h << " j=" << j;
+              impl.f32(q.data() + h * hd, 1, hd, kf.data() + j, 1, scale, &conv, 1, false, nullptr);
+              EXPECT_EQ(got16[h * 16 + j], conv) << impl.name << " f16 h=" << h << " j=" << j;
             }
             EXPECT_EQ(got[h * 16 + nk], -1.0f);  // nothing written past n_keys
           }
