@@ -302,7 +302,9 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
   // kernels prefetch ahead. A prompt's tokens share the keys just stored, which stay in cache.
   // Until session 17 the kv-group units never prefetched, which every 4B decode step (4 kv heads
   // fill both threads) and batched decodes of several sequences ran through: 4B Q4_0 at 512 + 64
-  // tokens, 3 interleaved pairs, attention 6.08-6.25 -> 4.94-5.07 ms per token.
+  // tokens, 3 interleaved pairs, attention 6.08-6.25 -> 4.94-5.07 ms per token. Both branches
+  // below follow this one rule (until session 19 the per-chunk units prefetched for every token,
+  // also a short prompt's, whose keys were just stored); it changes prefetches only, not results.
   auto streams = [&](int64_t t) {
     const int64_t r = s_.row_of[t];
     return in.input_row_offsets[r + 1] - in.input_row_offsets[r] == 1;
@@ -343,7 +345,7 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
                    begin + chunk_start(p + 1 - begin, chunks, c),
                    begin + chunk_start(p + 1 - begin, chunks, c + 1), cache,
                    s_.partials.data() + ((t * nh + head) * max_chunks + c) * rec, max_chunks * rec,
-                   /*stream=*/true);
+                   streams(t));
     }
   });
   // Merging is ~1 us per token: one token's heads stay on this thread, a batch is split.
