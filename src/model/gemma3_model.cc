@@ -424,7 +424,9 @@ void Gemma3Model::attend_rows(const float* q, int64_t n_heads, const Row* const*
   for (int64_t h = 0; h < n_heads; ++h) {
     float* sc = scores.data() + h * n_keys;
     float* rec = partial + h * head_stride;
-    rec[0] = *std::max_element(sc, sc + n_keys);
+    // The vector argmax: std::max_element's scalar chain of maxss was ~3% of a 4096-token prefill
+    // (the same value for scores without NaN; a NaN score makes the record NaN either way).
+    rec[0] = sc[argmax(sc, n_keys)];
     rec[1] = exp_sub_sum(sc, n_keys, rec[0]);
     std::fill(rec + 2, rec + 2 + hd, 0.0f);
   }
