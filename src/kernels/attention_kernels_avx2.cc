@@ -166,12 +166,14 @@ GEMMAX_AVX2 void value_rows(const float* w, int64_t w_stride, const Row* const* 
     __m256 a[H][R];
     for (int h = 0; h < H; ++h)
       for (int r = 0; r < R; ++r) a[h][r] = _mm256_set1_ps(w[h * w_stride + j + r]);
+    const Row* row[R];  // in locals, as in the AVX-512 loop: not reloaded after each store to out
+    for (int r = 0; r < R; ++r) row[r] = rows[j + r];
     for (int64_t d = 0; d < n8; d += 8) {
       if (d % kPerLine == 0)
         for (int64_t r = 0; r < ahead; ++r)
           _mm_prefetch(reinterpret_cast<const char*>(rows[j + kAhead + r] + d), _MM_HINT_T0);
       __m256 v[R];
-      for (int r = 0; r < R; ++r) v[r] = load8(rows[j + r] + d);
+      for (int r = 0; r < R; ++r) v[r] = load8(row[r] + d);
       for (int h = 0; h < H; ++h) {
         __m256 acc = _mm256_loadu_ps(out + h * out_stride + d);
         for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(a[h][r], v[r], acc);
@@ -182,7 +184,7 @@ GEMMAX_AVX2 void value_rows(const float* w, int64_t w_stride, const Row* const* 
       for (int h = 0; h < H; ++h)
         for (int r = 0; r < R; ++r)
           out[h * out_stride + d] =
-              std::fma(w[h * w_stride + j + r], load1(rows[j + r][d]), out[h * out_stride + d]);
+              std::fma(w[h * w_stride + j + r], load1(row[r][d]), out[h * out_stride + d]);
   }
 }
 

@@ -52,12 +52,16 @@ GEMMAX_AVX512_ATTN inline void rows_pass(const float* w, int64_t w_stride, const
   __m512 a[H][R];
   for (int h = 0; h < H; ++h)
     for (int r = 0; r < R; ++r) a[h][r] = _mm512_set1_ps(w[h * w_stride + j + r]);
+  // The row pointers in locals: read through `rows` they were reloaded after every store to out,
+  // which the compiler cannot tell apart from the pointer array.
+  const Row* row[R];
+  for (int r = 0; r < R; ++r) row[r] = rows[j + r];
   for (int64_t d = 0; d < n16; d += 16) {
     if (d % kPerLine == 0)
       for (int64_t r = 0; r < ahead; ++r)
         _mm_prefetch(reinterpret_cast<const char*>(rows[j + kAhead + r] + d), _MM_HINT_T0);
     __m512 v[R];
-    for (int r = 0; r < R; ++r) v[r] = load16(rows[j + r] + d);
+    for (int r = 0; r < R; ++r) v[r] = load16(row[r] + d);
     for (int h = 0; h < H; ++h) {
       __m512 acc = _mm512_loadu_ps(out + h * out_stride + d);
       for (int r = 0; r < R; ++r) acc = _mm512_fmadd_ps(a[h][r], v[r], acc);
@@ -68,14 +72,14 @@ GEMMAX_AVX512_ATTN inline void rows_pass(const float* w, int64_t w_stride, const
     for (int h = 0; h < H; ++h) {
       __m256 acc = _mm256_loadu_ps(out + h * out_stride + d);
       for (int r = 0; r < R; ++r)
-        acc = _mm256_fmadd_ps(_mm512_castps512_ps256(a[h][r]), load8(rows[j + r] + d), acc);
+        acc = _mm256_fmadd_ps(_mm512_castps512_ps256(a[h][r]), load8(row[r] + d), acc);
       _mm256_storeu_ps(out + h * out_stride + d, acc);
     }
   for (int64_t d = n8; d < n; ++d)
     for (int h = 0; h < H; ++h)
       for (int r = 0; r < R; ++r)
         out[h * out_stride + d] =
-            std::fma(w[h * w_stride + j + r], load1(rows[j + r][d]), out[h * out_stride + d]);
+            std::fma(w[h * w_stride + j + r], load1(row[r][d]), out[h * out_stride + d]);
 }
 
 // The 16 lanes of each of 16 accumulators summed, lane i of the result from a[i], every sum in
@@ -84,9 +88,11 @@ GEMMAX_AVX512_ATTN inline void rows_pass(const float* w, int64_t w_stride, const
 // a (head, key) score is the same bits in every tile shape.
 GEMMAX_AVX512_ATTN inline __m512 reduce16x16(const __m512* a) {
   __m512 b[8], c[4];
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i)
     b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
                          _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) {
     const __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
     c[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
@@ -108,6 +114,7 @@ GEMMAX_AVX512_ATTN inline void score_tile(const float* q, int64_t hd, const Key*
                                           float scale, float* scores, int64_t score_stride) {
   static_assert(H * K <= 16);
   __m512 acc[16];
+#pragma GCC unroll 16
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
   int64_t d = 0;
   for (; d + 16 <= hd; d += 16) {
