@@ -280,7 +280,7 @@ int64_t Gemma3Model::key_begin(int layer, int64_t p) const {
 // key chunk):
 //  * prefill (many tokens), and a decode step of a model with enough kv groups to keep every
 //    thread busy (4B: 4 kv heads): a unit is a token's whole kv group, whose query heads then read
-//    each K/V row once; its key chunks run in turn and merge at once;
+//    each K/V row once; blocks of 16 such units run chunk by chunk, then merge;
 //  * decode (few tokens): a unit is one head and one key chunk, so a single token still keeps every
 //    thread busy; the chunks are merged in a second pass.
 // Both run the same per-chunk and merge arithmetic, so the results are identical bit for bit.
