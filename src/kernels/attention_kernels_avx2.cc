@@ -69,46 +69,22 @@ GEMMAX_AVX2 inline void score_tile(const float* q, int64_t hd, const Key* const*
     }
 }
 
-// Asks for the cache lines of key rows [j0, j1) (a decode step streams its keys from memory; the
-// hardware prefetcher alone left the scores ~20% slower than a one-key-at-a-time dot product).
-template <class Key>
-GEMMAX_AVX2 inline void prefetch_keys(const Key* const* keys, int64_t hd, int64_t j0, int64_t j1) {
-  const int64_t row_bytes = hd * static_cast<int64_t>(sizeof(Key));
-  for (int64_t j = j0; j < j1; ++j)
-    for (int64_t b = 0; b < row_bytes; b += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(keys[j]) + b, _MM_HINT_T0);
-}
-
-// The lines of rows [j0, j1) into L2: the value rows of a decode step, asked for while the scores
-// run (session 16), so that their memory latency overlaps the scores' arithmetic; the value
-// loop's own prefetches, a few rows ahead into L1, then find them in L2. 270M Q4_0 at 512 + 128
-// tokens, 3 interleaved pairs of the same binary: attention 0.66-0.74 -> 0.64-0.66 ms per token,
-// decode 163-172 -> 172-179 tok/s; 1B Q4_0 within noise (1.21-1.35 vs 1.17-1.32 ms). Prefetching
-// the keys further ahead the same way (8 or 16 rows, on top of the 4 into L1) was slower.
-template <class Row>
-GEMMAX_AVX2 inline void prefetch_into_l2(const Row* const* rows, int64_t n, int64_t j0,
-                                         int64_t j1) {
-  const int64_t row_bytes = n * static_cast<int64_t>(sizeof(Row));
-  for (int64_t j = j0; j < j1; ++j)
-    for (int64_t b = 0; b < row_bytes; b += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(rows[j]) + b, _MM_HINT_T1);
-}
-
 template <int H, int K, class Key>
 GEMMAX_AVX2 void score_heads(const float* q, int64_t hd, const Key* const* keys, int64_t n_keys,
                              float scale, float* scores, int64_t score_stride, bool stream,
                              const Key* const* next_rows) {
   constexpr int64_t kAhead = 4;  // key rows
   if (!stream) next_rows = nullptr;
-  if (stream) prefetch_keys(keys, hd, 0, std::min(n_keys, kAhead));
+  if (stream) prefetch_rows<_MM_HINT_T0>(keys, hd, 0, std::min(n_keys, kAhead));
   int64_t j = 0;
   for (; j + K <= n_keys; j += K) {
     if (stream)
-      prefetch_keys(keys, hd, std::min(n_keys, j + kAhead), std::min(n_keys, j + K + kAhead));
-    if (next_rows != nullptr) prefetch_into_l2(next_rows, hd, j, j + K);
+      prefetch_rows<_MM_HINT_T0>(keys, hd, std::min(n_keys, j + kAhead),
+                                 std::min(n_keys, j + K + kAhead));
+    if (next_rows != nullptr) prefetch_rows<_MM_HINT_T1>(next_rows, hd, j, j + K);
     score_tile<H, K>(q, hd, keys + j, scale, scores + j, score_stride);
   }
-  if (next_rows != nullptr) prefetch_into_l2(next_rows, hd, j, n_keys);
+  if (next_rows != nullptr) prefetch_rows<_MM_HINT_T1>(next_rows, hd, j, n_keys);
   for (; j < n_keys; ++j) score_tile<H, 1>(q, hd, keys + j, scale, scores + j, score_stride);
 }
 

@@ -323,34 +323,33 @@ void Gemma3Model::attend(int layer, const Gemma3Inputs& in, const std::vector<in
     pool_.parallel_for(n * groups, 1, [&](int64_t i0, int64_t i1) {
       thread_local std::vector<float> partial;   // the block's chunk records, unit after unit
       thread_local std::vector<int64_t> offset;  // where each unit's records start
+      thread_local std::vector<int64_t> chunks;  // each unit's key chunks
       for (int64_t b0 = i0; b0 < i1; b0 += kUnitBlock) {
-        const int64_t b1 = std::min(i1, b0 + kUnitBlock);
-        const auto chunks_of = [&](int64_t i) {
-          const int64_t p = pos[i % n];
-          return chunks_for(p + 1 - key_begin(layer, p));
-        };
-        offset.resize(b1 - b0 + 1);
+        const int64_t b1 = std::min(i1, b0 + kUnitBlock), units = b1 - b0;
+        offset.resize(units + 1);
+        chunks.resize(units);
         offset[0] = 0;
-        int64_t max_chunks = 0;
-        for (int64_t i = b0; i < b1; ++i) {
-          offset[i - b0 + 1] = offset[i - b0] + group * chunks_of(i) * rec;
-          max_chunks = std::max(max_chunks, chunks_of(i));
+        for (int64_t u = 0; u < units; ++u) {
+          const int64_t p = pos[(b0 + u) % n];
+          chunks[u] = chunks_for(p + 1 - key_begin(layer, p));
+          offset[u + 1] = offset[u] + group * chunks[u] * rec;
         }
-        partial.resize(offset[b1 - b0]);
+        partial.resize(offset[units]);
+        const int64_t max_chunks = *std::max_element(chunks.begin(), chunks.end());
         for (int64_t c = 0; c < max_chunks; ++c)
-          for (int64_t i = b0; i < b1; ++i) {
-            const int64_t t = i % n, head = i / n * group, p = pos[t];
-            const int64_t begin = key_begin(layer, p), chunks = chunks_of(i);
-            if (c >= chunks) continue;
+          for (int64_t u = 0; u < units; ++u) {
+            if (c >= chunks[u]) continue;
+            const int64_t t = (b0 + u) % n, head = (b0 + u) / n * group, p = pos[t];
+            const int64_t begin = key_begin(layer, p);
             attend_chunk(layer, seq_of(t), t, head, group,
-                         begin + chunk_start(p + 1 - begin, chunks, c),
-                         begin + chunk_start(p + 1 - begin, chunks, c + 1), cache,
-                         partial.data() + offset[i - b0] + c * rec, chunks * rec, streams(t));
+                         begin + chunk_start(p + 1 - begin, chunks[u], c),
+                         begin + chunk_start(p + 1 - begin, chunks[u], c + 1), cache,
+                         partial.data() + offset[u] + c * rec, chunks[u] * rec, streams(t));
           }
-        for (int64_t i = b0; i < b1; ++i) {
-          const int64_t t = i % n, head = i / n * group, chunks = chunks_of(i);
+        for (int64_t u = 0; u < units; ++u) {
+          const int64_t t = (b0 + u) % n, head = (b0 + u) / n * group;
           for (int64_t h = 0; h < group; ++h)
-            merge_chunks(partial.data() + offset[i - b0] + h * chunks * rec, chunks,
+            merge_chunks(partial.data() + offset[u] + h * chunks[u] * rec, chunks[u],
                          s_.attn.data() + (t * nh + head + h) * hd);
         }
       }
