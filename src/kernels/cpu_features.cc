@@ -16,6 +16,8 @@ CpuFeatures detect() {
   f.avx512f = __builtin_cpu_supports("avx512f");  // libgcc also checks that the OS saves zmm state
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512vnni = __builtin_cpu_supports("avx512vnni");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
   // clang 14's __builtin_cpu_supports does not know "f16c": read CPUID leaf 1, ECX bit 29.
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   f.f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;

@@ -350,8 +350,11 @@ const uint8_t* prepare_activations(detail::ActFormat f, const float* x, int64_t 
 // row block's weights costs about what 6-12 tokens of FMAs do.
 constexpr int64_t kPanelMinTokens = 16;
 
+// The vdpbf16ps kernels have no row tiles: every prefill of two tokens or more takes their panels
+// (the same bits as their GEMV).
 bool use_panels(const detail::RowKernel& kn, int64_t n_tokens, int64_t k) {
-  return n_tokens >= kPanelMinTokens && detail::panel_supported(kn.panel, k);
+  const int64_t min_tokens = kn.panel == detail::PanelScheme::kDot32 ? 2 : kPanelMinTokens;
+  return n_tokens >= min_tokens && detail::panel_supported(kn.panel, k);
 }
 
 // Packs the n_tokens rows of x into panel tiles of scheme s once per call (split over tiles); one

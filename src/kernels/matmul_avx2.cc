@@ -982,8 +982,19 @@ RowKernel k_kernel(DType t, bool vnni) {
   return kn;
 }
 
+// BF16 by vdpbf16ps: a GEMV for one token, the packed panels for more (no row tiles).
+RowKernel bf16_dot_kernel() {
+  RowKernel kn{ActFormat::kBF16, bf16_dot_row()};
+  kn.rows = bf16_dot_rows();
+  kn.panel = PanelScheme::kDot32;
+  kn.panel_wide = true;
+  return kn;
+}
+
 template <bool kBf16>
-RowKernel half_kernel(int64_t cols, int64_t rows) {
+RowKernel half_kernel(int64_t cols, int64_t rows, bool bf16_dot) {
+  if constexpr (kBf16)
+    if (bf16_dot && cols % 32 == 0) return bf16_dot_kernel();
   if (cols >= kTwoChainLength || rows >= kTwoChainRows) {
     // The LM head keeps tile_half: its prefill tiles see at most a few tokens, and its GEMV, the
     // largest stream of a small model's decode step, measured ~6% slower in pairs inside a
@@ -1014,13 +1025,17 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows) {
 }
 
 RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni) {
+  return avx2_row_kernel(t, cols, rows, vnni, cpu_features().has_avx512_bf16());
+}
+
+RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni, bool bf16_dot) {
   switch (t) {
     case DType::kF32:
       return {ActFormat::kF32, row_f32};
     case DType::kF16:
-      return half_kernel<false>(cols, rows);
+      return half_kernel<false>(cols, rows, false);
     case DType::kBF16:
-      return half_kernel<true>(cols, rows);
+      return half_kernel<true>(cols, rows, bf16_dot);
     case DType::kQ4_0:
       return quad_kernel<Q4_0>(t, vnni);
     case DType::kQ4_1:
@@ -1052,6 +1067,8 @@ size_t act_row_bytes(ActFormat f, int64_t k) {
       return static_cast<size_t>(k / kQKK) * sizeof(A8Block256);
     case ActFormat::kA8Quad:
       return static_cast<size_t>((k / kQK + 3) / 4) * sizeof(A8Quad);
+    case ActFormat::kBF16:
+      return static_cast<size_t>(k) * 2;
     case ActFormat::kF32:
     case ActFormat::kF32Pairs:
       break;
@@ -1068,6 +1085,8 @@ void quantize_act_row(ActFormat f, const float* x, int64_t k, void* out) {
     quantize_a8quad(x, k, static_cast<A8Quad*>(out));
   } else if (f == ActFormat::kF32Pairs) {
     permute_pairs(x, k, static_cast<float*>(out));
+  } else if (f == ActFormat::kBF16) {
+    bf16_act_row(x, k, out);
   } else {
     std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
   }

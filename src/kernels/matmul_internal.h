@@ -43,8 +43,10 @@ struct A8Quad {
 // kF32Pairs: f32 with each 16 elements reordered as the 8 even ones then the 8 odd ones (the
 // order in which the BF16 pair kernels widen a 32-byte load of 16 weights); a tail of k % 16
 // elements stays in order.
-enum class ActFormat { kF32, kA8x32, kA8x256, kA8Quad, kF32Pairs };
-constexpr int kActFormats = 5;
+// kBF16: the activations rounded to bf16 (round to nearest even), in order, for vdpbf16ps
+// (matmul_bf16dot_avx512.cc).
+enum class ActFormat { kF32, kA8x32, kA8x256, kA8Quad, kF32Pairs, kBF16 };
+constexpr int kActFormats = 6;
 
 // Dot product of one weight row (k elements in its block format) with one prepared activation row.
 using RowDotFn = float (*)(const uint8_t* w_row, const void* act_row, int64_t k);
@@ -80,9 +82,11 @@ T* scratch(std::vector<T>& buf, size_t n) {
 // Rows of 16-bit weights are summed in FMA chains whose lanes each see one residue class of the
 // row's elements (matmul_avx2.cc): kChain8, one chain (lane l: elements 8g + l); kPairs16, the BF16
 // pair kernels' even and odd chains (elements 16i + 2l and 16i + 2l + 1), restarted every
-// kPairSpan elements. A panel GEMM that runs the same chains gives the same bits.
-enum class PanelScheme { kNone, kChain8, kPairs16 };
-constexpr int kPanelSchemes = 3;
+// kPairSpan elements. A panel GEMM that runs the same chains gives the same bits. kDot32: BF16
+// weights by vdpbf16ps (matmul_bf16dot_avx512.cc), lane l of one chain summing the pair words
+// 16i + l of the row and of the bf16 activations.
+enum class PanelScheme { kNone, kChain8, kPairs16, kDot32 };
+constexpr int kPanelSchemes = 4;
 constexpr int64_t kPairSpan = 2048;
 
 // y[t * ldy + r] for n_rows weight rows (row_bytes apart) and n_tokens activation rows prepared in
@@ -198,6 +202,25 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows);
 // The same with the quad formats' (Q4_0/Q5_0/Q5_0x4/Q8_0) VNNI tiles on or off; vnni only when
 // cpu_features().has_avx512_vnni(). Both give the same bits (tests compare them).
 RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni);
+
+// The same with the BF16 vdpbf16ps kernels on or off (bf16_dot only when
+// cpu_features().has_avx512_bf16(); they take rows whose length is a multiple of 32).
+RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni, bool bf16_dot);
+
+// ---- BF16 weights by vdpbf16ps (matmul_bf16dot_avx512.cc; AVX512-BF16 CPUs only) ----
+
+// One row of k activations rounded to bf16 (ActFormat::kBF16).
+void bf16_act_row(const float* x, int64_t k, void* out);
+// The row dot and the GEMV of the vdpbf16ps chain scheme (k a multiple of 32).
+RowDotFn bf16_dot_row();
+RowsFn bf16_dot_rows();
+// Packs one tile of dot32_tile_tokens() tokens (n_valid of them real) for panel_rows_dot32.
+void pack_dot32_tile(const float* x, int64_t k, int n_valid, uint32_t* out);
+int dot32_tile_tokens();
+// Rows [0, n_rows) x n_tokens tokens from packed tiles tile_words apart: the same bits as
+// bf16_dot_rows gives each token.
+void panel_rows_dot32(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint32_t* xp,
+                      size_t tile_words, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 
 // f32 dot product with AVX2/FMA (used after dequantizing formats without a specialised kernel).
 float avx2_dot_f32(const float* a, const float* b, int64_t k);

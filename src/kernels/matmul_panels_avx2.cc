@@ -265,10 +265,12 @@ void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const
 }  // namespace
 
 bool panel_supported(PanelScheme s, int64_t k) {
+  if (s == PanelScheme::kDot32) return k > 0 && k % 32 == 0;
   return s != PanelScheme::kNone && k > 0 && k % layout_of(s, k).classes == 0;
 }
 
 int panel_tile_tokens(bool wide) { return wide ? kWideTokens : kNarrowTokens; }
+static_assert(kWideTokens == 8, "pack_dot32_tile packs tiles of 8 tokens");
 
 size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile) {
   return static_cast<size_t>((n_tokens + tile - 1) / tile * tile * k);
@@ -276,6 +278,8 @@ size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile) {
 
 GEMMAX_AVX2 void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid,
                                  float* out) {
+  if (s == PanelScheme::kDot32)
+    return pack_dot32_tile(x, k, n_valid, reinterpret_cast<uint32_t*>(out));
   const Layout lay = layout_of(s, k);
   // Per step i and 8 classes, an 8 x 8 transpose of (token, class) -> (class, token), tokens past
   // n_valid (and past the tile's 6 in a narrow one) zero; a narrow tile stores 6 of the 8 lanes.
@@ -307,6 +311,10 @@ void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, in
                 const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy) {
   constexpr PanelScheme kPairs = PanelScheme::kPairs16, kChain = PanelScheme::kChain8;
   constexpr int kWR = kWideRows, kWT = kWideTokens, kNR = kNarrowRows, kNT = kNarrowTokens;
+  if (s == PanelScheme::kDot32) {  // tiles of 8 tokens, as prepare_panels lays them out
+    return panel_rows_dot32(w, row_bytes, n_rows, reinterpret_cast<const uint32_t*>(xp),
+                            static_cast<size_t>(kWT * k), n_tokens, k, y, ldy);
+  }
   if (wide) {
     if (s == kPairs)
       return panel_rows_scheme<kPairs, kWR, kWT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);

@@ -9,6 +9,9 @@
 //    d = max|x_block| / 127 moves each x_i by at most d/2, so |err| <= sum_blocks d/2 * sum |w_i|
 //    (computed exactly below, +1% for the f32 evaluation of d) plus the 1e-5 * S above. Weights and
 //    integer sums are exact. Separately the relative error err / S must stay below 1e-2.
+//  * bf16 activations (the vdpbf16ps kernels for BF16 weights on AVX512-BF16 CPUs): each x_i is
+//    rounded to the nearest bf16, so |err| <= sum |w_i| * |x_i - bf16(x_i)| (computed exactly,
+//    at most 2^-9 * S) plus the 1e-5 * S above; products of bf16 pairs are exact in f32.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,6 +23,7 @@
 #include "kernels/dequantize.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
+#include "tensor/half.h"
 
 namespace gemmax {
 
@@ -36,14 +40,28 @@ inline int64_t act_block(DType t) {
   }
 }
 
+// Whether the AVX2 path rounds this format's activations to bf16 (vdpbf16ps kernels) for rows of
+// `cols` elements.
+inline bool bf16_activations(DType t, int64_t cols) {
+  return detail::avx2_row_kernel(t, cols, 1).act == detail::ActFormat::kBF16;
+}
+
 struct Bounds {
   double abs_sum;  // S = sum |x_i w_i|
   double quant;    // sum over activation blocks of (max|x| / 254) * sum |w_i|
 };
 
+// block: the int8 activation block size, 0 for none, -1 for bf16 activations.
 inline Bounds bounds_for(const float* x, const float* w, int64_t k, int64_t block) {
   Bounds b{0.0, 0.0};
   for (int64_t i = 0; i < k; ++i) b.abs_sum += std::fabs(static_cast<double>(x[i]) * w[i]);
+  if (block < 0) {
+    for (int64_t i = 0; i < k; ++i) {
+      const double rounded = bf16_to_f32(f32_to_bf16(x[i]));
+      b.quant += std::fabs(static_cast<double>(x[i]) - rounded) * std::fabs(w[i]);
+    }
+    return b;
+  }
   if (block == 0) return b;
   for (int64_t s = 0; s < k; s += block) {
     double amax = 0.0, wsum = 0.0;
@@ -65,7 +83,9 @@ inline void expect_matches_reference(const TensorView& w, const std::vector<floa
   set_kernel_path(path);
   matmul(x.data(), n_tokens, w, got.data(), pool);
 
-  const int64_t block = path == KernelPath::kAvx2 ? act_block(t) : 0;
+  const int64_t block = path != KernelPath::kAvx2   ? 0
+                        : bf16_activations(t, cols) ? -1
+                                                    : act_block(t);
   std::vector<float> wrow(static_cast<size_t>(cols));
   for (int64_t o = 0; o < rows; ++o) {
     dequantize_row(t, w.row(o), wrow.data(), cols);

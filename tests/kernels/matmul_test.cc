@@ -186,7 +186,9 @@ TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
   for (const int64_t cols : {640, 4112}) {
     const Weights w = random_weights(DType::kBF16, rows, cols, rng);
     const std::vector<float> x = random_x(n * cols, rng);
-    const detail::RowKernel kn = detail::avx2_row_kernel(DType::kBF16, cols, rows);
+    // The f32 kernels (the vdpbf16ps ones have their own test below).
+    const detail::RowKernel kn =
+        detail::avx2_row_kernel(DType::kBF16, cols, rows, cpu_features().has_avx512_vnni(), false);
     ASSERT_TRUE(detail::panel_supported(kn.panel, cols)) << cols;
     const auto* wb = reinterpret_cast<const uint8_t*>(w.view.data);
     const size_t row_bytes = static_cast<size_t>(w.view.row_bytes());
@@ -211,6 +213,44 @@ TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
           << cols << " columns, " << (wide ? "AVX-512" : "AVX2");
     }
   }
+}
+
+// BF16 by vdpbf16ps (AVX512-BF16 CPUs): the GEMV (45 rows: four streams and a leftover row) and
+// the panel prefill through matmul (2 tokens; 19 tokens: two full tiles and a partial one; 45 rows
+// leave a partial row block) against the row dot of each token alone, bit for bit. 640, 1152 and
+// 2080 (65 steps) elements.
+TEST(Matmul, Bf16DotKernelsGiveTheSameBits) {
+  if (!cpu_features().has_avx512_bf16()) GTEST_SKIP() << "no AVX512-BF16";
+  const KernelPath saved = kernel_path();
+  set_kernel_path(KernelPath::kAvx2);
+  std::mt19937 rng(41);
+  ThreadPool pool(2);
+  const int64_t rows = 45;
+  for (const int64_t cols : {640, 1152, 2080}) {
+    const Weights w = random_weights(DType::kBF16, rows, cols, rng);
+    const detail::RowKernel kn = detail::avx2_row_kernel(DType::kBF16, cols, rows);
+    ASSERT_EQ(kn.act, detail::ActFormat::kBF16) << cols;
+    ASSERT_EQ(kn.panel, detail::PanelScheme::kDot32) << cols;
+    const auto* wb = reinterpret_cast<const uint8_t*>(w.view.data);
+    const size_t row_bytes = static_cast<size_t>(w.view.row_bytes());
+    for (const int64_t n : {2, 19}) {
+      const std::vector<float> x = random_x(n * cols, rng);
+      std::vector<float> want(n * rows), gemv(n * rows), got(n * rows, -1.0f);
+      std::vector<uint8_t> act(detail::act_row_bytes(kn.act, cols));
+      for (int64_t t = 0; t < n; ++t) {
+        detail::quantize_act_row(kn.act, x.data() + t * cols, cols, act.data());
+        for (int64_t r = 0; r < rows; ++r)
+          want[t * rows + r] = kn.dot(wb + r * row_bytes, act.data(), cols);
+        kn.rows(wb, row_bytes, rows, act.data(), cols, gemv.data() + t * rows);
+      }
+      matmul(x.data(), n, w.view, got.data(), &pool);
+      const std::string what = std::to_string(cols) + " columns, " + std::to_string(n) + " tokens";
+      EXPECT_EQ(0, std::memcmp(want.data(), gemv.data(), want.size() * sizeof(float))) << what;
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << what;
+      expect_matches_reference(w.view, x, n, KernelPath::kAvx2, &pool);
+    }
+  }
+  set_kernel_path(saved);
 }
 
 // The quad formats' VNNI tiles against their AVX2 tiles, GEMV and 8-token tile, bit for bit: the
