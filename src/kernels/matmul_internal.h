@@ -214,9 +214,8 @@ void bf16_act_row(const float* x, int64_t k, void* out);
 // The row dot and the GEMV of the vdpbf16ps chain scheme (k a multiple of 32).
 RowDotFn bf16_dot_row();
 RowsFn bf16_dot_rows();
-// Packs one tile of dot32_tile_tokens() tokens (n_valid of them real) for panel_rows_dot32.
+// Packs one tile of 8 tokens (n_valid of them real) for panel_rows_dot32.
 void pack_dot32_tile(const float* x, int64_t k, int n_valid, uint32_t* out);
-int dot32_tile_tokens();
 // Rows [0, n_rows) x n_tokens tokens from packed tiles tile_words apart: the same bits as
 // bf16_dot_rows gives each token.
 void panel_rows_dot32(const uint8_t* w, size_t row_bytes, int64_t n_rows, const uint32_t* xp,
