@@ -19,7 +19,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "kernels/avx512_gcc12_warnings.h"
@@ -55,6 +54,13 @@ GEMMAX_BF16DOT inline float hsum16(__m512 v) {
 
 GEMMAX_BF16DOT inline __m512i load_words(const uint8_t* p) {
   return _mm512_loadu_si512(reinterpret_cast<const void*>(p));
+}
+
+// 32 activations rounded to bf16 (to nearest even) as 16 pair words: the one rounding that the
+// GEMV's activation rows (bf16_act_row) and the panels' tiles (pack_dot32_tile) share.
+GEMMAX_BF16DOT inline __m512i pair_words(const float* x) {
+  const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+  return reinterpret_cast<const __m512i&>(h);
 }
 
 // The chain of one row (k / 32 steps) against one bf16 activation row.
@@ -168,16 +174,7 @@ GEMMAX_BF16DOT void reduce_classes(const float* part, int n_t, int n_r, float* y
 
 GEMMAX_BF16DOT void bf16_act_row(const float* x, int64_t k, void* out) {
   auto* o = static_cast<uint8_t*>(out);
-  int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    const __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
-    std::memcpy(o + 2 * i, &h, 32);
-  }
-  if (i < k) {
-    const auto m = static_cast<__mmask16>((1u << (k - i)) - 1u);
-    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
-    std::memcpy(o + 2 * i, &h, static_cast<size_t>(2 * (k - i)));
-  }
+  for (int64_t i = 0; i < k; i += 32) _mm512_storeu_si512(o + 2 * i, pair_words(x + i));
 }
 
 RowDotFn bf16_dot_row() { return row_dot; }
@@ -191,12 +188,7 @@ GEMMAX_BF16DOT void pack_dot32_tile(const float* x, int64_t k, int n_valid, uint
     __m512i m[16];
     for (int t = 0; t < 16; ++t) {
       if (t < n_valid) {
-        const __m256bh lo = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + t * k + 32 * i));
-        const __m256bh hi = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + t * k + 32 * i + 16));
-        __m256i l, h;
-        std::memcpy(&l, &lo, 32);
-        std::memcpy(&h, &hi, 32);
-        m[t] = _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1);
+        m[t] = pair_words(x + t * k + 32 * i);
       } else {
         m[t] = _mm512_setzero_si512();
       }

@@ -209,7 +209,7 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni, bool b
 
 // ---- BF16 weights by vdpbf16ps (matmul_bf16dot_avx512.cc; AVX512-BF16 CPUs only) ----
 
-// One row of k activations rounded to bf16 (ActFormat::kBF16).
+// One row of k activations (k a multiple of 32) rounded to bf16 (ActFormat::kBF16).
 void bf16_act_row(const float* x, int64_t k, void* out);
 // The row dot and the GEMV of the vdpbf16ps chain scheme (k a multiple of 32).
 RowDotFn bf16_dot_row();
