@@ -15,7 +15,14 @@
 // - Prefill (`panel_rows_dot32`, any number of tokens above one): the BLIS scheme of
 //   matmul_panels_avx2.cc with the pair words as elements: lane l is class l, each class runs as
 //   its own chain over packed weights (32 rows per block) and packed activations (8 tokens per
-//   tile), and the 16 class sums are added in hsum16's order.
+//   tile), and the 16 class sums are added in hsum16's order. The microkernel runs classes c and
+//   c + 8 side by side (four tokens) and adds them, hsum16's first level, before they leave the
+//   registers: reduce_classes then loads 8 vectors per 16 results, not 16, and adds 7 (session
+//   21: 1B 512-token prefill 228-242 -> 242-253 tok/s, 4B 59-61 -> 61-62, interleaved; the bits
+//   are the same).
+// - Fewer classes than 16 (two or four rows per vector, one 256- or 128-bit part per row) leave
+//   less to add but cost the GEMV its one 64-byte load per vdpbf16ps: session 21 measured such
+//   schemes at +3-15% prefill and -3 to -10% decode (docs/cpu_kernels.md).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -32,9 +39,10 @@ namespace {
 
 constexpr int kClasses = 16;  // pair words per 32-element step: one chain lane each
 constexpr int kRows = 32;     // rows per packed block (two 16-lane vectors)
-constexpr int kTokens = 8;    // tokens per packed activation tile (16 accumulators)
-// Token tiles that reuse one class of packed weights from L1. 1 or 2 (class sums reduced while
-// still in L1) measured within the noise of 8 on 270M and 1B prefills.
+constexpr int kTokens = 8;    // tokens per packed activation tile (two microkernel calls)
+// Token tiles that reuse one pair of classes of packed weights from L1. 1 or 2 (class sums
+// reduced while still in L1) measured within the noise of 8 on 270M and 1B prefills (session 20),
+// and 4 the same as 8 after the class pairs (session 21).
 constexpr int kBlockTiles = 8;
 constexpr int kStreams = 4;  // GEMV rows in flight, from distant parts of the range
 
@@ -129,38 +137,45 @@ GEMMAX_BF16DOT void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, in
   }
 }
 
-// p[t * kRows + r] = class chain of (token t, row r) over n steps from zero: 16 accumulators, two
-// weight loads and eight broadcasts per 16 vdpbf16ps.
-GEMMAX_BF16DOT void micro(const uint32_t* w, const uint32_t* x, int64_t n, float* p) {
-  __m512 a[kTokens], b[kTokens];
-#pragma GCC unroll 8
-  for (int t = 0; t < kTokens; ++t) a[t] = b[t] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; ++i, w += kRows, x += kTokens) {
-    const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 16);
-#pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t) {
-      const __m512i xb = _mm512_set1_epi32(static_cast<int>(x[t]));
-      a[t] = dot_step(a[t], w0, xb);
-      b[t] = dot_step(b[t], w1, xb);
+// p[t * kRows + r] for 4 tokens (t < 4): the chains of classes c and c + 8 of (token t, row r)
+// over n steps from zero, added (reduce_classes' first level). wa, wb: the classes' packed weights;
+// xa, xb: their words of the four tokens in a packed tile (kTokens words per step). 16
+// accumulators, four weight loads and eight broadcasts per 16 vdpbf16ps.
+GEMMAX_BF16DOT void micro(const uint32_t* wa, const uint32_t* wb, const uint32_t* xa,
+                          const uint32_t* xb, int64_t n, float* p) {
+  constexpr int kT = kTokens / 2;
+  __m512 a0[kT], a1[kT], b0[kT], b1[kT];
+#pragma GCC unroll 4
+  for (int t = 0; t < kT; ++t) a0[t] = a1[t] = b0[t] = b1[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i, wa += kRows, wb += kRows, xa += kTokens, xb += kTokens) {
+    const __m512i wa0 = _mm512_loadu_si512(wa), wa1 = _mm512_loadu_si512(wa + 16);
+    const __m512i wb0 = _mm512_loadu_si512(wb), wb1 = _mm512_loadu_si512(wb + 16);
+#pragma GCC unroll 4
+    for (int t = 0; t < kT; ++t) {
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(xa[t]));
+      a0[t] = dot_step(a0[t], wa0, x);
+      a1[t] = dot_step(a1[t], wa1, x);
+      const __m512i y = _mm512_set1_epi32(static_cast<int>(xb[t]));
+      b0[t] = dot_step(b0[t], wb0, y);
+      b1[t] = dot_step(b1[t], wb1, y);
     }
   }
-#pragma GCC unroll 8
-  for (int t = 0; t < kTokens; ++t) {
-    _mm512_storeu_ps(p + t * kRows, a[t]);
-    _mm512_storeu_ps(p + t * kRows + 16, b[t]);
+#pragma GCC unroll 4
+  for (int t = 0; t < kT; ++t) {
+    _mm512_storeu_ps(p + t * kRows, _mm512_add_ps(a0[t], b0[t]));
+    _mm512_storeu_ps(p + t * kRows + 16, _mm512_add_ps(a1[t], b1[t]));
   }
 }
 
-// part[c * kTokens * kRows + t * kRows + r]: class c's chain of (token t, row r); y[t * ldy + r] =
-// the 16 classes added in hsum16's order, for t < n_t and r < n_r.
+// part[c * kTokens * kRows + t * kRows + r]: classes c and c + 8 added, c < 8; y[t * ldy + r] =
+// the rest of hsum16's order, for t < n_t and r < n_r.
 GEMMAX_BF16DOT void reduce_classes(const float* part, int n_t, int n_r, float* y, size_t ldy) {
   constexpr int kClassFloats = kTokens * kRows;
   for (int t = 0; t < n_t; ++t) {
     for (int h = 0; h < 2; ++h) {
       const float* p = part + t * kRows + 16 * h;
-      __m512 v[kClasses];
-      for (int c = 0; c < kClasses; ++c) v[c] = _mm512_loadu_ps(p + c * kClassFloats);
-      for (int c = 0; c < 8; ++c) v[c] = _mm512_add_ps(v[c], v[c + 8]);
+      __m512 v[kClasses / 2];
+      for (int c = 0; c < 8; ++c) v[c] = _mm512_loadu_ps(p + c * kClassFloats);
       for (int c = 0; c < 4; ++c) v[c] = _mm512_add_ps(v[c], v[c + 4]);
       for (int c = 0; c < 2; ++c) v[c] = _mm512_add_ps(v[c], v[c + 2]);
       const __m512 sum = _mm512_add_ps(v[0], v[1]);
@@ -208,21 +223,26 @@ GEMMAX_BF16DOT void panel_rows_dot32(const uint8_t* w, size_t row_bytes, int64_t
   thread_local std::vector<uint32_t> wp_buf;
   thread_local std::vector<float> part_buf;
   uint32_t* wp = scratch(wp_buf, static_cast<size_t>(kRows * k / 2));
-  float* part = scratch(part_buf, static_cast<size_t>(kBlockTiles * kClasses * kClassFloats));
+  float* part = scratch(part_buf, static_cast<size_t>(kBlockTiles * kClasses / 2 * kClassFloats));
   const int64_t n_tiles = (n_tokens + kTokens - 1) / kTokens;
   for (int64_t rb = 0; rb < n_rows; rb += kRows) {
     const int n_r = static_cast<int>(std::min<int64_t>(kRows, n_rows - rb));
     pack_weights(w + rb * row_bytes, row_bytes, n_r, n_i, wp);
     for (int64_t tile0 = 0; tile0 < n_tiles; tile0 += kBlockTiles) {
       const int nt = static_cast<int>(std::min<int64_t>(kBlockTiles, n_tiles - tile0));
-      for (int c = 0; c < kClasses; ++c)
-        for (int j = 0; j < nt; ++j)
-          micro(wp + c * n_i * kRows, xp + (tile0 + j) * tile_words + c * n_i * kTokens, n_i,
-                part + (j * kClasses + c) * kClassFloats);
+      for (int c = 0; c < kClasses / 2; ++c)
+        for (int j = 0; j < nt; ++j) {
+          const uint32_t* x = xp + (tile0 + j) * tile_words;
+          for (int half = 0; half < 2; ++half)
+            micro(wp + c * n_i * kRows, wp + (c + 8) * n_i * kRows,
+                  x + c * n_i * kTokens + kTokens / 2 * half,
+                  x + (c + 8) * n_i * kTokens + kTokens / 2 * half, n_i,
+                  part + (j * kClasses / 2 + c) * kClassFloats + kTokens / 2 * half * kRows);
+        }
       for (int j = 0; j < nt; ++j) {
         const int64_t t0 = (tile0 + j) * kTokens;
         const int n_t = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
-        reduce_classes(part + j * kClasses * kClassFloats, n_t, n_r, y + t0 * ldy + rb, ldy);
+        reduce_classes(part + j * kClasses / 2 * kClassFloats, n_t, n_r, y + t0 * ldy + rb, ldy);
       }
     }
   }
