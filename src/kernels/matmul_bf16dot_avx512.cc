@@ -22,7 +22,7 @@
 //   are the same).
 // - Fewer classes than 16 (two or four rows per vector, one 256- or 128-bit part per row) leave
 //   less to add but cost the GEMV its one 64-byte load per vdpbf16ps: session 21 measured such
-//   schemes at +3-15% prefill and -3 to -10% decode (docs/cpu_kernels.md).
+//   schemes at 3-15% faster prefills and 3-40% slower decodes (docs/cpu_kernels.md).
 #include <immintrin.h>
 
 #include <algorithm>
