@@ -37,9 +37,11 @@
 namespace gemmax::detail {
 namespace {
 
-constexpr int kClasses = 16;  // pair words per 32-element step: one chain lane each
-constexpr int kRows = 32;     // rows per packed block (two 16-lane vectors)
-constexpr int kTokens = 8;    // tokens per packed activation tile (two microkernel calls)
+constexpr int kClasses = 16;          // pair words per 32-element step: one chain lane each
+constexpr int kRows = 32;             // rows per packed block (two 16-lane vectors)
+constexpr int kTokens = 8;            // tokens per packed activation tile (two microkernel calls)
+constexpr int kPairs = kClasses / 2;  // class c runs in the microkernel with class c + kPairs
+constexpr int kMicroTokens = kTokens / 2;  // tokens per microkernel call (16 accumulators)
 // Token tiles that reuse one pair of classes of packed weights from L1. 1 or 2 (class sums
 // reduced while still in L1) measured within the noise of 8 on 270M and 1B prefills (session 20),
 // and 4 the same as 8 after the class pairs (session 21).
@@ -137,13 +139,13 @@ GEMMAX_BF16DOT void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, in
   }
 }
 
-// p[t * kRows + r] for 4 tokens (t < 4): the chains of classes c and c + 8 of (token t, row r)
+// p[t * kRows + r] for t < kMicroTokens: the chains of classes c and c + kPairs of (token t, row r)
 // over n steps from zero, added (reduce_classes' first level). wa, wb: the classes' packed weights;
-// xa, xb: their words of the four tokens in a packed tile (kTokens words per step). 16
+// xa, xb: their words of the microkernel's tokens in a packed tile (kTokens words per step). 16
 // accumulators, four weight loads and eight broadcasts per 16 vdpbf16ps.
 GEMMAX_BF16DOT void micro(const uint32_t* wa, const uint32_t* wb, const uint32_t* xa,
                           const uint32_t* xb, int64_t n, float* p) {
-  constexpr int kT = kTokens / 2;
+  constexpr int kT = kMicroTokens;
   __m512 a0[kT], a1[kT], b0[kT], b1[kT];
 #pragma GCC unroll 4
   for (int t = 0; t < kT; ++t) a0[t] = a1[t] = b0[t] = b1[t] = _mm512_setzero_ps();
@@ -167,15 +169,15 @@ GEMMAX_BF16DOT void micro(const uint32_t* wa, const uint32_t* wb, const uint32_t
   }
 }
 
-// part[c * kTokens * kRows + t * kRows + r]: classes c and c + 8 added, c < 8; y[t * ldy + r] =
-// the rest of hsum16's order, for t < n_t and r < n_r.
+// part[c * kTokens * kRows + t * kRows + r]: classes c and c + kPairs added (c < kPairs);
+// y[t * ldy + r] = the rest of hsum16's order, for t < n_t and r < n_r.
 GEMMAX_BF16DOT void reduce_classes(const float* part, int n_t, int n_r, float* y, size_t ldy) {
   constexpr int kClassFloats = kTokens * kRows;
   for (int t = 0; t < n_t; ++t) {
     for (int h = 0; h < 2; ++h) {
       const float* p = part + t * kRows + 16 * h;
-      __m512 v[kClasses / 2];
-      for (int c = 0; c < 8; ++c) v[c] = _mm512_loadu_ps(p + c * kClassFloats);
+      __m512 v[kPairs];
+      for (int c = 0; c < kPairs; ++c) v[c] = _mm512_loadu_ps(p + c * kClassFloats);
       for (int c = 0; c < 4; ++c) v[c] = _mm512_add_ps(v[c], v[c + 4]);
       for (int c = 0; c < 2; ++c) v[c] = _mm512_add_ps(v[c], v[c + 2]);
       const __m512 sum = _mm512_add_ps(v[0], v[1]);
@@ -223,26 +225,25 @@ GEMMAX_BF16DOT void panel_rows_dot32(const uint8_t* w, size_t row_bytes, int64_t
   thread_local std::vector<uint32_t> wp_buf;
   thread_local std::vector<float> part_buf;
   uint32_t* wp = scratch(wp_buf, static_cast<size_t>(kRows * k / 2));
-  float* part = scratch(part_buf, static_cast<size_t>(kBlockTiles * kClasses / 2 * kClassFloats));
+  float* part = scratch(part_buf, static_cast<size_t>(kBlockTiles * kPairs * kClassFloats));
   const int64_t n_tiles = (n_tokens + kTokens - 1) / kTokens;
   for (int64_t rb = 0; rb < n_rows; rb += kRows) {
     const int n_r = static_cast<int>(std::min<int64_t>(kRows, n_rows - rb));
     pack_weights(w + rb * row_bytes, row_bytes, n_r, n_i, wp);
     for (int64_t tile0 = 0; tile0 < n_tiles; tile0 += kBlockTiles) {
       const int nt = static_cast<int>(std::min<int64_t>(kBlockTiles, n_tiles - tile0));
-      for (int c = 0; c < kClasses / 2; ++c)
+      for (int c = 0; c < kPairs; ++c)
         for (int j = 0; j < nt; ++j) {
           const uint32_t* x = xp + (tile0 + j) * tile_words;
-          for (int half = 0; half < 2; ++half)
-            micro(wp + c * n_i * kRows, wp + (c + 8) * n_i * kRows,
-                  x + c * n_i * kTokens + kTokens / 2 * half,
-                  x + (c + 8) * n_i * kTokens + kTokens / 2 * half, n_i,
-                  part + (j * kClasses / 2 + c) * kClassFloats + kTokens / 2 * half * kRows);
+          float* p = part + (j * kPairs + c) * kClassFloats;
+          for (int t = 0; t < kTokens; t += kMicroTokens)
+            micro(wp + c * n_i * kRows, wp + (c + kPairs) * n_i * kRows, x + c * n_i * kTokens + t,
+                  x + (c + kPairs) * n_i * kTokens + t, n_i, p + t * kRows);
         }
       for (int j = 0; j < nt; ++j) {
         const int64_t t0 = (tile0 + j) * kTokens;
         const int n_t = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
-        reduce_classes(part + j * kClasses / 2 * kClassFloats, n_t, n_r, y + t0 * ldy + rb, ldy);
+        reduce_classes(part + j * kPairs * kClassFloats, n_t, n_r, y + t0 * ldy + rb, ldy);
       }
     }
   }
