@@ -37,9 +37,11 @@ SHAPES = {
     "4b": dict(hidden=2560, ff=10240, layers=34, heads=8, kv=4),
 }
 T = gguf.GGMLQuantizationType
-FORMATS = {"bf16": T.BF16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_k_m": None}  # None: mixed per tensor
+FORMATS = {"bf16": T.BF16, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0,
+           "q4_k_m": None}  # None: mixed per tensor
 HEAD_DIM, VOCAB = 256, 262144
-FILE_TYPE = {"bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+FILE_TYPE = {"bf16": gguf.LlamaFileType.MOSTLY_BF16, "f16": gguf.LlamaFileType.MOSTLY_F16,
+             "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
              "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q4_k_m": gguf.LlamaFileType.MOSTLY_Q4_K_M}
 
 

@@ -217,8 +217,8 @@ void rows_kernel(const Job& job, int64_t r0, int64_t r1) {
 
 void run_rows(const Job& job, int64_t r0, int64_t r1) {
   if (job.panels) {
-    detail::panel_rows(job.kernel.panel, job.kernel.panel_wide, job.weight_row(r0),
-                       static_cast<size_t>(job.row_bytes), r1 - r0,
+    detail::panel_rows(job.kernel.panel, job.kernel.panel_wide, job.kernel.panel_f16,
+                       job.weight_row(r0), static_cast<size_t>(job.row_bytes), r1 - r0,
                        reinterpret_cast<const float*>(job.act), job.n_tokens, job.w->cols(),
                        job.y + r0, static_cast<size_t>(job.w->rows()));
   } else if (job.kpanels) {

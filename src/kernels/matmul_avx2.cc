@@ -1004,15 +1004,19 @@ RowKernel half_kernel(int64_t cols, int64_t rows, bool bf16_dot) {
     RowKernel head = tiled_kernel<ActFormat::kF32, 2, 3, tile_half<kBf16, true, 1, 1>,
                                   tile_half<kBf16, true, 1, 3>, tile_half<kBf16, true, 2, 3>>();
     head.rows = rows_from_tile_pairs<tile_half<kBf16, true, 1, 1>, tile_half<kBf16, true, 2, 1>>;
+    if (!kBf16 && rows < kTwoChainRows) {  // F16 layer matrices: panels of the two chains
+      head.panel = PanelScheme::kGroups16;
+      head.panel_wide = cpu_features().avx512f;
+      head.panel_f16 = true;
+    }
     return head;
   }
   RowKernel kn = tiled_kernel<ActFormat::kF32, 2, 6, tile_half<kBf16, false, 1, 1>,
                               tile_half<kBf16, false, 1, 6>, tile_half<kBf16, false, 2, 6>>();
   kn.rows = rows_from_tile_pairs<tile_half<kBf16, false, 1, 1>, tile_half<kBf16, false, 2, 1>>;
-  if constexpr (kBf16) {
-    kn.panel = PanelScheme::kChain8;
-    kn.panel_wide = cpu_features().avx512f;
-  }
+  kn.panel = PanelScheme::kChain8;
+  kn.panel_wide = cpu_features().avx512f;
+  kn.panel_f16 = !kBf16;
   return kn;
 }
 

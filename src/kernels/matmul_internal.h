@@ -82,11 +82,12 @@ T* scratch(std::vector<T>& buf, size_t n) {
 // Rows of 16-bit weights are summed in FMA chains whose lanes each see one residue class of the
 // row's elements (matmul_avx2.cc): kChain8, one chain (lane l: elements 8g + l); kPairs16, the BF16
 // pair kernels' even and odd chains (elements 16i + 2l and 16i + 2l + 1), restarted every
-// kPairSpan elements. A panel GEMM that runs the same chains gives the same bits. kDot32: BF16
-// weights by vdpbf16ps (matmul_bf16dot_avx512.cc), lane l of one chain summing the pair words
-// 16i + l of the row and of the bf16 activations.
-enum class PanelScheme { kNone, kChain8, kPairs16, kDot32 };
-constexpr int kPanelSchemes = 4;
+// kPairSpan elements; kGroups16, tile_half's two chains over the even and the odd groups of 8
+// (elements 16i + l and 16i + 8 + l), the long rows of F16 weights. A panel GEMM that runs the
+// same chains gives the same bits. kDot32: BF16 weights by vdpbf16ps (matmul_bf16dot_avx512.cc),
+// lane l of one chain summing the pair words 16i + l of the row and of the bf16 activations.
+enum class PanelScheme { kNone, kChain8, kPairs16, kDot32, kGroups16 };
+constexpr int kPanelSchemes = 5;
 constexpr int64_t kPairSpan = 2048;
 
 // y[t * ldy + r] for n_rows weight rows (row_bytes apart) and n_tokens activation rows prepared in
@@ -107,8 +108,9 @@ struct RowKernel {
   RowsFn rows = nullptr;  // GEMV over a row range, when the format has one
   int64_t span = 0;       // > 0: rows are summed in spans of this many elements (TokensSpanFn)
   TokensSpanFn tokens_span = nullptr, tokens_span_1row = nullptr;  // tokens(_1row) over [k0, k1)
-  PanelScheme panel = PanelScheme::kNone;  // the chains of a BF16 kernel, for a panel prefill
+  PanelScheme panel = PanelScheme::kNone;  // the chains of a 16-bit kernel, for a panel prefill
   bool panel_wide = false;                 // panel_rows' AVX-512 microkernels (CPU has AVX-512F)
+  bool panel_f16 = false;                  // the weights are F16 (else BF16)
   KPanelFn kpanel = nullptr;  // VNNI panel GEMM (kpanel_function, quad_panel_function): prefills
   int64_t kpanel_min_tokens = 0;  // of at least this many tokens
 };
@@ -176,12 +178,12 @@ size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile);
 // floats, in scheme s's class order; tokens past n_valid are zeros.
 void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid, float* out);
 
-// y[t * ldy + r] for n_rows BF16 weight rows (row_bytes apart) and the n_tokens packed tokens of
-// xp (tiles of panel_tile_tokens(wide)): the same bits as the scheme's row kernel gives token t
-// alone. wide: AVX-512 microkernels (32 rows x 8 tokens; only when the CPU has AVX-512F), else
-// AVX2 (16 rows x 6 tokens); the same bits either way.
-void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
-                const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
+// y[t * ldy + r] for n_rows BF16 (F16 if f16) weight rows (row_bytes apart) and the n_tokens
+// packed tokens of xp (tiles of panel_tile_tokens(wide)): the same bits as the scheme's row kernel
+// gives token t alone. wide: AVX-512 microkernels (32 rows x 8 tokens; only when the CPU has
+// AVX-512F), else AVX2 (16 rows x 6 tokens); the same bits either way. kDot32 is BF16 only.
+void panel_rows(PanelScheme s, bool wide, bool f16, const uint8_t* w, size_t row_bytes,
+                int64_t n_rows, const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 
 // ---- integer prefill by packed int8 panels (matmul_kpanels_avx512.cc, matmul_qpanels_avx512.cc)
 

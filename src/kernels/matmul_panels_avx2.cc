@@ -37,7 +37,8 @@ struct Layout {
 };
 
 Layout layout_of(PanelScheme s, int64_t k) {
-  return s == PanelScheme::kPairs16 ? Layout{16, kPairSpan} : Layout{8, std::max<int64_t>(k, 1)};
+  if (s == PanelScheme::kPairs16) return Layout{16, kPairSpan};
+  return Layout{s == PanelScheme::kGroups16 ? 16 : 8, std::max<int64_t>(k, 1)};
 }
 
 // acc[t][h] (token t, rows 8h..8h+7) = the FMA chain over n steps of w (16 rows per step) and x
@@ -102,9 +103,12 @@ GEMMAX_AVX2 void micro(const float* w, const float* x, int64_t n, float* p) {
   }
 }
 
-GEMMAX_AVX2 inline __m256 load8_bf16(const uint8_t* p) {
-  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+// Eight 16-bit weights as f32: BF16 by a shift, F16 by vcvtph2ps (exact either way).
+template <bool kF16>
+GEMMAX_AVX2 inline __m256 load8_half(const uint8_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (kF16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 // In place: v[c] lane r = v[r] lane c before.
@@ -128,7 +132,7 @@ GEMMAX_AVX2 inline void transpose8x8(__m256 (&v)[8]) {
 
 // wp[(c * n_i + i) * R + r] = element base + C * i + c of row r (zero for rows past n_r), as f32:
 // per step i and 8 classes, an 8 x 8 transpose for every 8 rows' converted weights.
-template <int R>
+template <bool kF16, int R>
 GEMMAX_AVX2 void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, int64_t base,
                               int64_t len, int classes, float* wp) {
   const int64_t n_i = len / classes;
@@ -147,7 +151,7 @@ GEMMAX_AVX2 void pack_weights(const uint8_t* w, size_t row_bytes, int n_r, int64
       for (int q = 0; q < classes; q += 8) {
         __m256 v[8];
         for (int r = 0; r < 8; ++r)
-          v[r] = rows[r] != nullptr ? load8_bf16(rows[r] + off + 2 * q) : _mm256_setzero_ps();
+          v[r] = rows[r] != nullptr ? load8_half<kF16>(rows[r] + off + 2 * q) : _mm256_setzero_ps();
         transpose8x8(v);
         for (int c = 0; c < 8; ++c) _mm256_storeu_ps(wp + ((q + c) * n_i + i) * R + 8 * h, v[c]);
       }
@@ -172,6 +176,9 @@ GEMMAX_AVX2 void reduce_span(const float* part, int n_t, int n_r, bool first, fl
         if constexpr (S == PanelScheme::kPairs16) {
           v[l] = _mm256_add_ps(_mm256_loadu_ps(p + 2 * l * kClassFloats),
                                _mm256_loadu_ps(p + (2 * l + 1) * kClassFloats));
+        } else if constexpr (S == PanelScheme::kGroups16) {
+          v[l] = _mm256_add_ps(_mm256_loadu_ps(p + l * kClassFloats),
+                               _mm256_loadu_ps(p + (l + 8) * kClassFloats));
         } else {
           v[l] = _mm256_loadu_ps(p + l * kClassFloats);
         }
@@ -208,6 +215,9 @@ GEMMAX_AVX512 void reduce_span_wide(const float* part, int n_t, int n_r, bool fi
         if constexpr (S == PanelScheme::kPairs16) {
           v[l] = _mm512_add_ps(_mm512_loadu_ps(p + 2 * l * kClassFloats),
                                _mm512_loadu_ps(p + (2 * l + 1) * kClassFloats));
+        } else if constexpr (S == PanelScheme::kGroups16) {
+          v[l] = _mm512_add_ps(_mm512_loadu_ps(p + l * kClassFloats),
+                               _mm512_loadu_ps(p + (l + 8) * kClassFloats));
         } else {
           v[l] = _mm512_loadu_ps(p + l * kClassFloats);
         }
@@ -225,7 +235,7 @@ GEMMAX_AVX512 void reduce_span_wide(const float* part, int n_t, int n_r, bool fi
 }
 
 // Rows [0, n_rows) x every token, R rows x T tokens per microkernel call; xp in tiles of T.
-template <PanelScheme S, int R, int T>
+template <PanelScheme S, bool kF16, int R, int T>
 void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* xp,
                        int64_t n_tokens, int64_t k, float* y, size_t ldy) {
   const Layout lay = layout_of(S, k);
@@ -238,7 +248,7 @@ void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const
     const int64_t len = std::min(lay.span, k - base), n_i = len / lay.classes;
     for (int64_t rb = 0; rb < n_rows; rb += R) {
       const int n_r = static_cast<int>(std::min<int64_t>(R, n_rows - rb));
-      pack_weights<R>(w + rb * row_bytes, row_bytes, n_r, base, len, lay.classes, wp);
+      pack_weights<kF16, R>(w + rb * row_bytes, row_bytes, n_r, base, len, lay.classes, wp);
       for (int64_t tile0 = 0; tile0 < n_tiles; tile0 += kBlockTiles) {
         const int nt = static_cast<int>(std::min<int64_t>(kBlockTiles, n_tiles - tile0));
         for (int c = 0; c < lay.classes; ++c) {
@@ -260,6 +270,16 @@ void panel_rows_scheme(const uint8_t* w, size_t row_bytes, int64_t n_rows, const
       }
     }
   }
+}
+
+template <PanelScheme S, bool kF16>
+void panel_rows_of(bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* xp,
+                   int64_t n_tokens, int64_t k, float* y, size_t ldy) {
+  if (wide)
+    return panel_rows_scheme<S, kF16, kWideRows, kWideTokens>(w, row_bytes, n_rows, xp, n_tokens, k,
+                                                              y, ldy);
+  panel_rows_scheme<S, kF16, kNarrowRows, kNarrowTokens>(w, row_bytes, n_rows, xp, n_tokens, k, y,
+                                                         ldy);
 }
 
 }  // namespace
@@ -307,22 +327,22 @@ GEMMAX_AVX2 void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_
   }
 }
 
-void panel_rows(PanelScheme s, bool wide, const uint8_t* w, size_t row_bytes, int64_t n_rows,
-                const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy) {
-  constexpr PanelScheme kPairs = PanelScheme::kPairs16, kChain = PanelScheme::kChain8;
-  constexpr int kWR = kWideRows, kWT = kWideTokens, kNR = kNarrowRows, kNT = kNarrowTokens;
-  if (s == PanelScheme::kDot32) {  // tiles of 8 tokens, as prepare_panels lays them out
+void panel_rows(PanelScheme s, bool wide, bool f16, const uint8_t* w, size_t row_bytes,
+                int64_t n_rows, const float* xp, int64_t n_tokens, int64_t k, float* y,
+                size_t ldy) {
+  using enum PanelScheme;
+  if (s == kDot32) {  // tiles of 8 tokens, as prepare_panels lays them out
     return panel_rows_dot32(w, row_bytes, n_rows, reinterpret_cast<const uint32_t*>(xp),
-                            static_cast<size_t>(kWT * k), n_tokens, k, y, ldy);
+                            static_cast<size_t>(kWideTokens * k), n_tokens, k, y, ldy);
   }
-  if (wide) {
-    if (s == kPairs)
-      return panel_rows_scheme<kPairs, kWR, kWT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
-    return panel_rows_scheme<kChain, kWR, kWT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+  if (s == kPairs16)
+    return panel_rows_of<kPairs16, false>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+  if (f16) {
+    if (s == kGroups16)
+      return panel_rows_of<kGroups16, true>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+    return panel_rows_of<kChain8, true>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
   }
-  if (s == kPairs)
-    return panel_rows_scheme<kPairs, kNR, kNT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
-  panel_rows_scheme<kChain, kNR, kNT>(w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+  panel_rows_of<kChain8, false>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
 }
 
 }  // namespace gemmax::detail

@@ -12,6 +12,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu_features.h"
@@ -177,19 +178,30 @@ TEST(Matmul, HalfPrecisionRowsDoNotDependOnTheirBatch) {
 
 // The panel prefill on each microkernel this CPU can run (AVX2's 16 rows, AVX-512's 32) against
 // the row kernel's GEMV, token by token, bit for bit: 45 rows leave a partial block on both, 70
-// tokens a partial tile and a second, partial block of tiles, 4112 elements three pair spans; 640
-// is the one-chain scheme. A CPU without AVX-512 tests only the AVX2 microkernel.
+// tokens a partial tile and a second, partial block of tiles. BF16: 4112 elements are three pair
+// spans, 640 the one-chain scheme; F16: 640 and 1008 the one-chain scheme, 1152 and 4112 the two
+// chains over groups of 8. A CPU without AVX-512 tests only the AVX2 microkernel.
 TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
   if (!kernel_path_supported(KernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   std::mt19937 rng(29);
   const int64_t rows = 45, n = 70;
-  for (const int64_t cols : {640, 4112}) {
-    const Weights w = random_weights(DType::kBF16, rows, cols, rng);
+  const std::tuple<DType, int64_t, detail::PanelScheme> cases[] = {
+      {DType::kBF16, 640, detail::PanelScheme::kChain8},
+      {DType::kBF16, 4112, detail::PanelScheme::kPairs16},
+      {DType::kF16, 640, detail::PanelScheme::kChain8},
+      {DType::kF16, 1008, detail::PanelScheme::kChain8},
+      {DType::kF16, 1152, detail::PanelScheme::kGroups16},
+      {DType::kF16, 4112, detail::PanelScheme::kGroups16}};
+  for (const auto& [type, cols, scheme] : cases) {
+    const Weights w = random_weights(type, rows, cols, rng);
     const std::vector<float> x = random_x(n * cols, rng);
     // The f32 kernels (the vdpbf16ps ones have their own test below).
     const detail::RowKernel kn =
-        detail::avx2_row_kernel(DType::kBF16, cols, rows, cpu_features().has_avx512_vnni(), false);
-    ASSERT_TRUE(detail::panel_supported(kn.panel, cols)) << cols;
+        detail::avx2_row_kernel(type, cols, rows, cpu_features().has_avx512_vnni(), false);
+    const std::string what = std::string(dtype_name(type)) + " " + std::to_string(cols);
+    ASSERT_EQ(kn.panel, scheme) << what;
+    ASSERT_EQ(kn.panel_f16, type == DType::kF16) << what;
+    ASSERT_TRUE(detail::panel_supported(kn.panel, cols)) << what;
     const auto* wb = reinterpret_cast<const uint8_t*>(w.view.data);
     const size_t row_bytes = static_cast<size_t>(w.view.row_bytes());
     std::vector<float> want(n * rows);
@@ -207,10 +219,10 @@ TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
                                 static_cast<int>(std::min<int64_t>(tile, n - t0)),
                                 xp.data() + t0 * cols);
       std::vector<float> got(n * rows, -1.0f);
-      detail::panel_rows(kn.panel, wide, wb, row_bytes, rows, xp.data(), n, cols, got.data(),
-                         static_cast<size_t>(rows));
+      detail::panel_rows(kn.panel, wide, kn.panel_f16, wb, row_bytes, rows, xp.data(), n, cols,
+                         got.data(), static_cast<size_t>(rows));
       EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
-          << cols << " columns, " << (wide ? "AVX-512" : "AVX2");
+          << what << " columns, " << (wide ? "AVX-512" : "AVX2");
     }
   }
 }
