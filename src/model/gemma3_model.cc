@@ -122,7 +122,8 @@ void Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache, Gemma3Out
   clock_ = PhaseClock(profile_);
   validate(in, cache);
   const int64_t n = static_cast<int64_t>(in.tokens.size());
-  std::vector<int64_t> pos(n);
+  std::vector<int64_t>& pos = s_.pos;  // scratch that only grows: no allocation per decode step
+  pos.resize(n);
   int64_t pages = 0;
   for (int64_t r = 0; r < in.num_rows(); ++r) {
     const int64_t start = cache.length(in.seq_ids[r]);
@@ -509,7 +510,8 @@ void Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos
   out.vocab_size = config_.vocab_size;
   out.logit_row_offsets.assign(1, 0);
   out.positions.clear();
-  std::vector<int64_t> selected;
+  std::vector<int64_t>& selected = s_.selected;
+  selected.clear();
   for (int64_t r = 0; r < in.num_rows(); ++r) {
     const int64_t b = in.input_row_offsets[r], e = in.input_row_offsets[r + 1];
     int64_t first = e;

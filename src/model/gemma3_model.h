@@ -47,8 +47,10 @@ class Gemma3Model {
  private:
   struct Scratch {
     std::vector<float> x, h, q, k, v, attn, gate, up, hidden_out;
-    std::vector<int64_t> row_of;  // input row of each token
-    std::vector<float> partials;  // attention: per (token, head, key chunk) m, l, o[head_dim]
+    std::vector<int64_t> row_of;    // input row of each token
+    std::vector<int64_t> pos;       // position of each token in its sequence
+    std::vector<int64_t> selected;  // the tokens whose logits were asked for
+    std::vector<float> partials;    // attention: per (token, head, key chunk) m, l, o[head_dim]
     // RoPE cos | sin of each token's position, head_dim floats per token, for the sliding and the
     // global layers' frequencies: computed once per step, not once per layer.
     std::vector<float> rope_local, rope_global;
