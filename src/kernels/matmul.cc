@@ -364,12 +364,13 @@ const uint8_t* prepare_panels(detail::PanelScheme s, bool wide, const float* x, 
   thread_local std::vector<float> bufs[detail::kPanelSchemes];
   const int64_t tile = detail::panel_tile_tokens(wide);
   float* out = detail::scratch(bufs[static_cast<int>(s)],
-                               detail::panel_act_floats(n_tokens, k, static_cast<int>(tile)));
+                               detail::panel_act_floats(s, n_tokens, k, static_cast<int>(tile)));
+  const size_t tile_floats = detail::panel_tile_floats(s, static_cast<int>(tile), k);
   const auto pack_tiles = [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int n_valid = static_cast<int>(std::min(tile, n_tokens - i * tile));
       detail::pack_panel_tile(s, static_cast<int>(tile), x + i * tile * k, k, n_valid,
-                              out + i * tile * k);
+                              out + i * tile_floats);
     }
   };
   const int64_t tiles = (n_tokens + tile - 1) / tile;

@@ -171,11 +171,15 @@ bool panel_supported(PanelScheme s, int64_t k);
 // (the last padded with zeros), the token count of its microkernel.
 int panel_tile_tokens(bool wide);
 
-// Floats of the packed activations of n_tokens rows of k elements (whole tiles of `tile`).
-size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile);
+// 32-bit words of one packed tile of `tile` tokens of k elements: tile * k floats, or tile * k / 2
+// bf16 pair words for kDot32.
+size_t panel_tile_floats(PanelScheme s, int tile, int64_t k);
 
-// Packs tokens [0, n_valid) of x (rows of k floats, n_valid <= tile) into one tile of tile * k
-// floats, in scheme s's class order; tokens past n_valid are zeros.
+// Words of the packed activations of n_tokens rows of k elements (whole tiles of `tile`).
+size_t panel_act_floats(PanelScheme s, int64_t n_tokens, int64_t k, int tile);
+
+// Packs tokens [0, n_valid) of x (rows of k floats, n_valid <= tile) into one tile of
+// panel_tile_floats(s, tile, k) words, in scheme s's class order; tokens past n_valid are zeros.
 void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid, float* out);
 
 // y[t * ldy + r] for n_rows BF16 (F16 if f16) weight rows (row_bytes apart) and the n_tokens

@@ -292,8 +292,13 @@ bool panel_supported(PanelScheme s, int64_t k) {
 int panel_tile_tokens(bool wide) { return wide ? kWideTokens : kNarrowTokens; }
 static_assert(kWideTokens == 8, "pack_dot32_tile packs tiles of 8 tokens");
 
-size_t panel_act_floats(int64_t n_tokens, int64_t k, int tile) {
-  return static_cast<size_t>((n_tokens + tile - 1) / tile * tile * k);
+size_t panel_tile_floats(PanelScheme s, int tile, int64_t k) {
+  const auto floats = static_cast<size_t>(tile * k);
+  return s == PanelScheme::kDot32 ? floats / 2 : floats;
+}
+
+size_t panel_act_floats(PanelScheme s, int64_t n_tokens, int64_t k, int tile) {
+  return static_cast<size_t>((n_tokens + tile - 1) / tile) * panel_tile_floats(s, tile, k);
 }
 
 GEMMAX_AVX2 void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_valid,
@@ -333,7 +338,7 @@ void panel_rows(PanelScheme s, bool wide, bool f16, const uint8_t* w, size_t row
   using enum PanelScheme;
   if (s == kDot32) {  // tiles of 8 tokens, as prepare_panels lays them out
     return panel_rows_dot32(w, row_bytes, n_rows, reinterpret_cast<const uint32_t*>(xp),
-                            static_cast<size_t>(kWideTokens * k), n_tokens, k, y, ldy);
+                            panel_tile_floats(s, kWideTokens, k), n_tokens, k, y, ldy);
   }
   if (s == kPairs16)
     return panel_rows_of<kPairs16, false>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);

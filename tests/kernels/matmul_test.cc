@@ -213,11 +213,12 @@ TEST(Matmul, PanelPrefillEqualsTheRowKernelOnEveryMicrokernel) {
     for (const bool wide : {false, true}) {
       if (wide && !cpu_features().avx512f) continue;
       const int tile = detail::panel_tile_tokens(wide);
-      std::vector<float> xp(detail::panel_act_floats(n, cols, tile));
+      std::vector<float> xp(detail::panel_act_floats(kn.panel, n, cols, tile));
+      const size_t tile_floats = detail::panel_tile_floats(kn.panel, tile, cols);
       for (int64_t t0 = 0; t0 < n; t0 += tile)
         detail::pack_panel_tile(kn.panel, tile, x.data() + t0 * cols, cols,
                                 static_cast<int>(std::min<int64_t>(tile, n - t0)),
-                                xp.data() + t0 * cols);
+                                xp.data() + t0 / tile * tile_floats);
       std::vector<float> got(n * rows, -1.0f);
       detail::panel_rows(kn.panel, wide, kn.panel_f16, wb, row_bytes, rows, xp.data(), n, cols,
                          got.data(), static_cast<size_t>(rows));
