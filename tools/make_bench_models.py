@@ -4,7 +4,7 @@
 Speed depends on shapes and formats, not on the weight values, so the weights are random normal
 (scale 0.02, norm weights 1: GGUF stores Gemma's 1 + w, and zeros would make every activation after a
 norm zero) and every projection plus the tied embedding is stored in one format: BF16,
-Q8_0 or Q4_0 (quantized with gguf-py), or F16 when asked for (--formats f16). The metadata of the real Gemma 3 270M GGUF (tokenizer,
+Q8_0 or Q4_0 (quantized with gguf-py), or, when asked for (--formats), F16, Q4_1, Q5_0 or Q5_1. The metadata of the real Gemma 3 270M GGUF (tokenizer,
 rope bases, context length) is copied so llama.cpp and gemmax both load the files.
 
 q4_k_m mixes formats per tensor the way llama.cpp's quantizer does for Q4_K_M (checked against the
@@ -37,11 +37,13 @@ SHAPES = {
     "4b": dict(hidden=2560, ff=10240, layers=34, heads=8, kv=4),
 }
 T = gguf.GGMLQuantizationType
-FORMATS = {"bf16": T.BF16, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0,
-           "q4_k_m": None}  # None: mixed per tensor
+FORMATS = {"bf16": T.BF16, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1,
+           "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q4_k_m": None}  # None: mixed per tensor
+TABLE_FORMATS = ["bf16", "q4_0", "q4_k_m", "q8_0"]  # issue #5's, the default
 HEAD_DIM, VOCAB = 256, 262144
 FILE_TYPE = {"bf16": gguf.LlamaFileType.MOSTLY_BF16, "f16": gguf.LlamaFileType.MOSTLY_F16,
-             "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+             "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+             "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0, "q5_1": gguf.LlamaFileType.MOSTLY_Q5_1,
              "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q4_k_m": gguf.LlamaFileType.MOSTLY_Q4_K_M}
 
 
@@ -159,9 +161,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "bench")
     ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=["270m", "1b"])
-    # F16 only when asked: the results table (bench/run_all.sh) covers the four formats of issue #5.
-    ap.add_argument("--formats", nargs="+", choices=sorted(FORMATS),
-                    default=sorted(f for f in FORMATS if f != "f16"))
+    # The others only when asked: the results table (bench/run_all.sh) covers issue #5's four.
+    ap.add_argument("--formats", nargs="+", choices=sorted(FORMATS), default=TABLE_FORMATS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args()

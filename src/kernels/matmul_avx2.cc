@@ -945,7 +945,7 @@ RowKernel bf16_pairs_kernel() {
 
 // The quad formats' tiles, on VNNI where the CPU has it (same bits as AVX2).
 template <class F>
-RowKernel quad_kernel(DType t, bool vnni) {
+RowKernel quad_kernel(DType t, int64_t cols, bool vnni) {
   if (vnni) {
     RowKernel kn = row_tiled_kernel<ActFormat::kA8Quad, 8, quad_vnni::tile_quads<F, 1>,
                                     quad_vnni::tile_quads<F, 8>>();
@@ -956,6 +956,9 @@ RowKernel quad_kernel(DType t, bool vnni) {
     kn.kpanel_min_tokens = 32;
     kn.rows = rows_from_stream_tile<quad_vnni::tile_quads<F, 1>,
                                     quad_vnni::tile_quads_streams<F, kRowStreams>>;
+    // Q4_0 rows of whole quads: the VBMI GEMV (matmul_q4_0_gemv_avx512.cc), the same bits.
+    if constexpr (std::is_same_v<F, Q4_0>)
+      if (cpu_features().has_avx512_vbmi() && cols % (4 * kQK) == 0) kn.rows = q4_0_rows_vbmi;
     return kn;
   }
   RowKernel kn = row_tiled_kernel<ActFormat::kA8Quad, 8, quad_avx2::tile_quads<F, 1>,
@@ -1041,17 +1044,17 @@ RowKernel avx2_row_kernel(DType t, int64_t cols, int64_t rows, bool vnni, bool b
     case DType::kBF16:
       return half_kernel<true>(cols, rows, bf16_dot);
     case DType::kQ4_0:
-      return quad_kernel<Q4_0>(t, vnni);
+      return quad_kernel<Q4_0>(t, cols, vnni);
     case DType::kQ4_1:
       return {ActFormat::kA8x32, row_q4_1};
     case DType::kQ5_0:
-      return quad_kernel<Q5_0>(t, vnni);
+      return quad_kernel<Q5_0>(t, cols, vnni);
     case DType::kQ5_1:
       return {ActFormat::kA8x32, row_q5_1};
     case DType::kQ8_0:
-      return quad_kernel<Q8_0>(t, vnni);
+      return quad_kernel<Q8_0>(t, cols, vnni);
     case DType::kQ5_0x4:
-      return quad_kernel<Q5_0x4>(t, vnni);
+      return quad_kernel<Q5_0x4>(t, cols, vnni);
     case DType::kQ4_K:
       return k_kernel<Q45K<false>>(t, vnni);
     case DType::kQ5_K:

@@ -331,6 +331,7 @@ TEST(Matmul, IntegerKernelsGiveTheSameBits) {
                         DType::kQ8_0, DType::kQ5_0x4}) {
     const bool k_format = require_layout(t).block_size == 256;
     // K rows of 3 and 50 blocks; the others end in a partial quad (38 blocks) except Q5_0x4.
+    // 4096-wide Q4_0 rows (whole quads) take the VBMI GEMV where the CPU has AVX512-VBMI.
     const std::vector<int64_t> widths =
         k_format ? std::vector<int64_t>{768, 12800}
                  : std::vector<int64_t>{t == DType::kQ5_0x4 ? 1280 : 1216, 4096};
