@@ -956,9 +956,11 @@ RowKernel quad_kernel(DType t, int64_t cols, bool vnni) {
     kn.kpanel_min_tokens = 32;
     kn.rows = rows_from_stream_tile<quad_vnni::tile_quads<F, 1>,
                                     quad_vnni::tile_quads_streams<F, kRowStreams>>;
-    // Q4_0 rows of whole quads: the VBMI GEMV (matmul_q4_0_gemv_avx512.cc), the same bits.
+    // Rows of whole quads: the 512-bit GEMVs (matmul_quad_gemv_avx512.cc), the same bits.
     if constexpr (std::is_same_v<F, Q4_0>)
       if (cpu_features().has_avx512_vbmi() && cols % (4 * kQK) == 0) kn.rows = q4_0_rows_vbmi;
+    if constexpr (std::is_same_v<F, Q5_0x4>)
+      if (cpu_features().has_avx512_vbmi()) kn.rows = q5_0x4_rows_vbmi;
     return kn;
   }
   RowKernel kn = row_tiled_kernel<ActFormat::kA8Quad, 8, quad_avx2::tile_quads<F, 1>,

@@ -162,11 +162,13 @@ void q5_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Blo
 void q6_k_group_sums_avx512(const uint8_t* first, size_t row_stride, const A8Block256* a,
                             int64_t nb, __m256i* s, __m256i* m, uint16_t* d, uint16_t* dmin);
 
-// The Q4_0 GEMV on AVX512-VBMI CPUs (matmul_q4_0_gemv_avx512.cc; cpu_features().has_avx512_vbmi()),
-// over A8Quad activations, for rows of whole quads (k a multiple of 128): the same bits as the
-// VNNI quad tiles' GEMV.
+// 512-bit GEMVs over A8Quad activations (matmul_quad_gemv_avx512.cc), for rows of whole quads (k
+// a multiple of 128): the same bits as the VNNI quad tiles' GEMV. Only call them when
+// cpu_features().has_avx512_vbmi().
 void q4_0_rows_vbmi(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act, int64_t k,
                     float* y);
+void q5_0x4_rows_vbmi(const uint8_t* w, size_t row_bytes, int64_t n_rows, const void* act,
+                      int64_t k, float* y);
 
 // ---- prefill by packed panels (matmul_panels_avx2.cc) ----
 
