@@ -193,7 +193,8 @@ void pack_panel_tile(PanelScheme s, int tile, const float* x, int64_t k, int n_v
 // y[t * ldy + r] for n_rows BF16 (F16 if f16) weight rows (row_bytes apart) and the n_tokens
 // packed tokens of xp (tiles of panel_tile_tokens(wide)): the same bits as the scheme's row kernel
 // gives token t alone. wide: AVX-512 microkernels (32 rows x 8 tokens; only when the CPU has
-// AVX-512F), else AVX2 (16 rows x 6 tokens); the same bits either way. kDot32 is BF16 only.
+// AVX-512F), else AVX2 (16 rows x 6 tokens); the same bits either way. kPairs16 and kDot32 are
+// BF16 only.
 void panel_rows(PanelScheme s, bool wide, bool f16, const uint8_t* w, size_t row_bytes,
                 int64_t n_rows, const float* xp, int64_t n_tokens, int64_t k, float* y, size_t ldy);
 

@@ -1,6 +1,7 @@
-// Prefill of BF16 weights by packed panels (the BLIS scheme: pack both operands into the order the
-// microkernel reads, so that every load feeds several FMAs), computing the very same FMA chains as
-// the row kernels of matmul_avx2.cc, so a token's result still does not depend on its batch.
+// Prefill of BF16 and F16 weights by packed panels (the BLIS scheme: pack both operands into the
+// order the microkernel reads, so that every load feeds several FMAs), computing the very same FMA
+// chains as the row kernels of matmul_avx2.cc, so a token's result still does not depend on its
+// batch.
 //
 // A row kernel keeps one 8-lane accumulator per chain, and lane l of a chain only ever sees the
 // elements of one residue class of the row (tile_half, one chain: element 8g + l; the pair kernels:
@@ -340,13 +341,14 @@ void panel_rows(PanelScheme s, bool wide, bool f16, const uint8_t* w, size_t row
     return panel_rows_dot32(w, row_bytes, n_rows, reinterpret_cast<const uint32_t*>(xp),
                             panel_tile_floats(s, kWideTokens, k), n_tokens, k, y, ldy);
   }
-  if (s == kPairs16)
+  if (s == kPairs16)  // the BF16 pair kernels' scheme
     return panel_rows_of<kPairs16, false>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
-  if (f16) {
-    if (s == kGroups16)
+  if (s == kGroups16) {
+    if (f16)
       return panel_rows_of<kGroups16, true>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
-    return panel_rows_of<kChain8, true>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
+    return panel_rows_of<kGroups16, false>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
   }
+  if (f16) return panel_rows_of<kChain8, true>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
   panel_rows_of<kChain8, false>(wide, w, row_bytes, n_rows, xp, n_tokens, k, y, ldy);
 }
 
