@@ -119,13 +119,6 @@ GEMMAX_AVX2 void quantize_a8x256(const float* x, int64_t k, A8Block256* out) {
 
 // ---- register helpers ----
 
-GEMMAX_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // acc[t] = 0 for t < T, each in a register. Left to itself gcc zeroed the 8-token tiles' arrays
 // (partly spilled) with a `rep stos` per call, which cost ~10% of a 1 x 8 Q4_0 tile on 640-wide
 // rows (5 quads of work per call): kernels_bench prefill64 Q4_0 ~392 -> ~438 MB/s, Q5_0 +8%.
@@ -184,7 +177,7 @@ GEMMAX_AVX2 float dot_f32_avx2(const float* a, const float* b, int64_t k) {
   }
   for (; i + 8 <= k; i += 8)
     acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
-  float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  float s = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
   for (; i < k; ++i) s += a[i] * b[i];
   return s;
 }
@@ -256,7 +249,7 @@ GEMMAX_AVX2 inline void tile_half(const uint8_t* w, size_t row_bytes, const uint
   for (; g < groups; ++g) step(g, even);
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
-      float s = hsum(kTwoChains ? _mm256_add_ps(even[r][t], odd[r][t]) : even[r][t]);
+      float s = hsum8(kTwoChains ? _mm256_add_ps(even[r][t], odd[r][t]) : even[r][t]);
       for (int64_t j = 8 * groups; j < k; ++j) {
         uint16_t h;
         std::memcpy(&h, w + r * row_bytes + 2 * j, 2);
@@ -319,7 +312,7 @@ GEMMAX_AVX2 inline void tile_bf16_pairs_span(const uint8_t* w, size_t row_bytes,
     }
     for (int r = 0; r < R; ++r) {
       for (int t = 0; t < T; ++t) {
-        float s = hsum(_mm256_add_ps(even[r][t], odd[r][t]));
+        float s = hsum8(_mm256_add_ps(even[r][t], odd[r][t]));
         for (int64_t j = std::max(c0, vec_end); j < c1; ++j) {
           uint16_t h;
           std::memcpy(&h, w + r * row_bytes + 2 * j, 2);
@@ -540,7 +533,7 @@ GEMMAX_AVX2 float row_q4_1(const uint8_t* w, const void* act, int64_t k) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q4_1::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
     mins += f16(w + q4_1::kM) * a[b].sum;
   }
-  return hsum(acc) + mins;
+  return hsum8(acc) + mins;
 }
 
 GEMMAX_AVX2 float row_q5_1(const uint8_t* w, const void* act, int64_t k) {
@@ -555,7 +548,7 @@ GEMMAX_AVX2 float row_q5_1(const uint8_t* w, const void* act, int64_t k) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(w + q5_1::kD) * a[b].d), _mm256_cvtepi32_ps(p), acc);
     mins += f16(w + q5_1::kM) * a[b].sum;
   }
-  return hsum(acc) + mins;
+  return hsum8(acc) + mins;
 }
 
 // ---- K formats with A8Block256 activations ----

@@ -115,6 +115,18 @@ struct RowKernel {
   int64_t kpanel_min_tokens = 0;  // of at least this many tokens
 };
 
+// ---- register helpers ----
+
+// The sum of 8 lanes in one fixed order (halves, then pairs, then the two), the last step of every
+// 8-lane row chain (the AVX2 and VNNI tiles, the 512-bit quad GEMVs): kernels that must give the
+// same bits share it.
+__attribute__((target("avx2,fma,f16c"))) inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
 // ---- weight streams ----
 
 // Weight rows are streamed front to back; the hardware prefetcher alone left a 2-thread GEMV of the

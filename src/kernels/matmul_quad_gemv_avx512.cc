@@ -20,6 +20,9 @@
 // float(sum_l - offset_l) * (d_w(l / 2) * d_a(l)), quad after quad, then hsum.
 #include <immintrin.h>
 
+#include <array>
+#include <cstdint>
+
 #include "kernels/avx512_gcc12_warnings.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
@@ -37,14 +40,6 @@ constexpr int kStreams = 4;  // rows in flight from distant parts of the range, 
 
 static_assert(q4_0::kD == 0 && q4_0::kQs == 2 && q4_0::kBytes == 18);
 
-// The quad tile's horizontal sum (matmul_avx2.cc hsum): halves, then pairs, then the two.
-GEMMAX_VBMI inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // One row's quad as [q0 | q1], [q2 | q3] (unsigned codes) and its four scales as f32.
 struct Quad {
   __m512i q01, q23;
@@ -54,20 +49,22 @@ struct Quad {
 // Q4_0: byte i of [first | second] is 8 bytes of each block's nibbles in turn, blocks 0-3 (block m:
 // d at 18m, nibbles at 18m + 2), their first halves, then their second halves; offsets from 64 on
 // come from the second load (b + 8), at index 64 + offset - 8. The scales are words 0, 9, 18, 27.
+constexpr std::array<uint8_t, 64> q4_0_nibble_index() {
+  std::array<uint8_t, 64> idx{};
+  for (int i = 0; i < 64; ++i) {
+    const int block = i / 8 % 4, half = i / 32, off = 18 * block + 2 + 8 * half + i % 8;
+    idx[i] = static_cast<uint8_t>(off < 64 ? off : 64 + off - 8);
+  }
+  return idx;
+}
+alignas(64) constexpr std::array<uint8_t, 64> kQ4_0NibbleIndex = q4_0_nibble_index();
+
 struct Q4_0Quad {
   static constexpr int kBytes = 4 * q4_0::kBytes, kOffsetShift = 1;
-  __m512i nibbles, scales;
-  GEMMAX_VBMI Q4_0Quad() {
-    alignas(64) uint8_t idx[64];
-    for (int i = 0; i < 64; ++i) {
-      const int block = i / 8 % 4, half = i / 32, off = 18 * block + 2 + 8 * half + i % 8;
-      idx[i] = static_cast<uint8_t>(off < 64 ? off : 64 + off - 8);
-    }
-    nibbles = _mm512_load_si512(idx);
-    scales =
-        _mm512_setr_epi32(0 | 9 << 16, 18 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-  }
   GEMMAX_VBMI Quad load(const uint8_t* b) const {
+    const __m512i nibbles = _mm512_load_si512(kQ4_0NibbleIndex.data());
+    const __m512i scales =
+        _mm512_setr_epi32(0 | 9 << 16, 18 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     const __m512i lo = _mm512_loadu_si512(b);
     const __m512i fs = _mm512_permutex2var_epi8(lo, nibbles, _mm512_loadu_si512(b + 8));
