@@ -95,7 +95,7 @@ struct RunResult {
 // `gen_tokens` single-token decode steps, each fed a random id (the speed does not depend on
 // which).
 RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, std::mt19937& rng,
-                   StepProfile* decode_profile = nullptr) {
+                   StepProfile* prefill_profile = nullptr, StepProfile* decode_profile = nullptr) {
   const Gemma3Config& cfg = model.config();
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(cfg.vocab_size - 1));
   PagedKVCache cache = single_sequence_cache(model, o.prompt_tokens + o.gen_tokens, kv_dtype);
@@ -105,6 +105,7 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
   RunResult r;
   Gemma3Inputs in;
   in.add_row(seq, prompt);
+  model.set_profile(prefill_profile);
   auto start = Clock::now();
   model.execute(in, cache);
   r.prefill_tps = o.prompt_tokens / seconds_since(start);
@@ -138,6 +139,32 @@ nlohmann::json profile_json(const StepProfile& p) {
           {"matmul_bytes_per_second", p.matmul_bytes_per_second()},
           {"fixed_seconds_per_token", p.fixed_seconds_per_step()},
           {"phases", phases}};
+}
+
+// The prefill's phases: ms per prefill and share. Rates would mislead there (a prefill reuses each
+// weight byte for every token), so bytes are left out.
+nlohmann::json prefill_profile_json(const StepProfile& p) {
+  nlohmann::json phases = nlohmann::json::object();
+  for (int i = 0; i < StepProfile::kPhases; ++i) {
+    const auto phase = static_cast<StepPhase>(i);
+    phases[StepProfile::name(phase)] = {{"seconds_per_prefill", p.seconds_per_step(phase)}};
+  }
+  return {{"prefills", p.steps},
+          {"seconds_per_prefill", p.total_seconds() / static_cast<double>(p.steps)},
+          {"phases", phases}};
+}
+
+void print_prefill_profile(const StepProfile& p, int prompt_tokens) {
+  const double total = p.total_seconds() / static_cast<double>(p.steps);
+  fmt::print("prefill profile ({} prefills of {} tokens; ms per prefill, share):\n", p.steps,
+             prompt_tokens);
+  for (int i = 0; i < StepProfile::kPhases; ++i) {
+    const auto phase = static_cast<StepPhase>(i);
+    const double sec = p.seconds_per_step(phase);
+    fmt::print("  {:<13} {:8.2f} ms {:5.1f}%\n", StepProfile::name(phase), sec * 1e3,
+               100 * sec / total);
+  }
+  fmt::print("  total         {:8.2f} ms\n", total * 1e3);
 }
 
 void print_profile(const StepProfile& p) {
@@ -283,9 +310,10 @@ void run_model(const BenchOptions& o) {
     run_once(*m.model, w, kv_dtype, rng);
   }
   std::vector<double> prefill, decode;
-  StepProfile profile;
+  StepProfile prefill_profile, profile;
   for (int i = 0; i < o.repeat; ++i) {
-    const RunResult r = run_once(*m.model, o, kv_dtype, rng, o.profile ? &profile : nullptr);
+    const RunResult r = run_once(*m.model, o, kv_dtype, rng, o.profile ? &prefill_profile : nullptr,
+                                 o.profile ? &profile : nullptr);
     prefill.push_back(r.prefill_tps);
     decode.push_back(r.decode_tps);
   }
@@ -310,7 +338,10 @@ void run_model(const BenchOptions& o) {
                    {"weight_bytes_per_token", per_token},
                    {"kv_bytes_per_token", kv_per_token},
                    {"kv_dtype", o.kv_dtype}};
-  if (o.profile) j["decode_profile"] = profile_json(profile);
+  if (o.profile) {
+    j["prefill_profile"] = prefill_profile_json(prefill_profile);
+    j["decode_profile"] = profile_json(profile);
+  }
   if (o.json) {
     fmt::print("{}\n", j.dump());
     return;
@@ -325,7 +356,10 @@ void run_model(const BenchOptions& o) {
                tok.seconds, tok.peak_rss_bytes / 1048576.0);
   fmt::print("read per decoded token: {:.1f} MB of weights + {:.1f} MB of {} KV cache (mean)\n",
              per_token / 1e6, kv_per_token / 1e6, o.kv_dtype);
-  if (o.profile) print_profile(profile);
+  if (o.profile) {
+    print_prefill_profile(prefill_profile, o.prompt_tokens);
+    print_profile(profile);
+  }
 }
 
 }  // namespace
