@@ -166,10 +166,24 @@ def cpu_description():
 KV_ELEM = {"f32": 4, "f16": 2, "bf16": 2}
 
 
+def least_squares(pts):
+    """(intercept, slope) of y = intercept + slope * x over (x, y) points; None if x is constant."""
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx
+    return my - slope * mx, slope
+
+
 def fit_fixed_cost(rows):
-    """Per weight format seen at several sizes: least-squares fit of seconds per decoded token
-    = fixed + bytes / rate (issue #5's fit), for gemmax and llama.cpp. Bytes are the weights plus
-    the KV rows read (llama.cpp's F16 cache: the same rows at 2 bytes per element)."""
+    """Per weight format seen at several sizes: issue #5's fit of seconds per decoded token =
+    fixed + bytes / rate, for gemmax and llama.cpp, one point per run. Bytes are the weights plus
+    the KV rows read (llama.cpp's F16 cache: the same rows at 2 bytes per element). The rate is
+    fitted as a share of the bandwidth probed just before the run's pair: x = bytes / probe, so
+    y = fixed + x / share. Fitted against bytes alone, the host's bandwidth steps (~35 vs ~55 GB/s,
+    minutes apart) moved the intercept by milliseconds (2-10 ms, both engines, session 22)."""
     groups = {}
     for model, runs, _ in rows:
         base = os.path.basename(model)
@@ -186,26 +200,29 @@ def fit_fixed_cost(rows):
             pts = []
             for runs in group:
                 first = next((r for r in runs["gemmax"] if r), None)
-                d = stats(runs[name], "decode_tokens_per_s")
-                if first is None or d is None:
+                if first is None:
                     continue
                 kv = first.get("kv_bytes_per_token", 0)
                 if name == "llama.cpp":
                     kv = kv * 2 // KV_ELEM.get(first.get("kv_dtype", "f32"), 4)
-                pts.append((first["weight_bytes_per_token"] + kv, 1.0 / d[0]))
-            if len(pts) < 2:
+                nbytes = first["weight_bytes_per_token"] + kv
+                pts += [(nbytes / bw, 1.0 / r["decode_tokens_per_s"])
+                        for r, bw in zip(runs[name], runs["probes"])
+                        if r is not None and r["decode_tokens_per_s"] > 0]
+            fit = least_squares(pts) if len(pts) >= 2 else None
+            if fit is None:
                 cells += ["-", "-"]
                 continue
-            mx = sum(x for x, _ in pts) / len(pts)
-            my = sum(y for _, y in pts) / len(pts)
-            slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
-            cells += [f"{1e3 * (my - slope * mx):.2f}", f"{1e-9 / slope:.1f}" if slope > 0 else "-"]
+            fixed, slope = fit
+            cells += [f"{1e3 * fixed:.2f}", f"{100 / slope:.0f}%" if slope > 0 else "-"]
         lines.append(f"| {fmt_name} ({len(group)} sizes) | " + " | ".join(cells) + " |")
     if not lines:
         return ""
-    return "\n".join(["", "", "Decode time per token fitted as fixed + bytes / rate over the sizes of each format "
-                       "(least squares; bytes = weights + KV read):", "",
-                       "| format | gemmax fixed ms | gemmax GB/s | llama.cpp fixed ms | llama.cpp GB/s |",
+    return "\n".join(["", "", "Decode time per token fitted as fixed + bytes / (share x probed bandwidth) over "
+                       "the sizes of each format (least squares over every run, each against the probe "
+                       "before its pair; bytes = weights + KV read):", "",
+                       "| format | gemmax fixed ms | gemmax share of probe | llama.cpp fixed ms | "
+                       "llama.cpp share of probe |",
                        "|---|---|---|---|---|"] + lines)
 
 
