@@ -59,6 +59,14 @@ def measure(a, model):
                         print(f"llama.cpp failed again: {e2.stderr.strip()[-300:]}", file=sys.stderr)
                 runs[name].append(result)
         print(f"  pair {i + 1}/{a.pairs} done", file=sys.stderr)
+    # One more gemmax run with --profile (its clock reads cost a little, so it is not one of the
+    # timed pairs): the fixed per-token cost measured inside one run, which the bandwidth steps
+    # between runs cannot move.
+    try:
+        runs["profile"] = run_json(gem + ["--profile"]).get("decode_profile")
+    except subprocess.CalledProcessError as e:
+        print(f"gemmax --profile failed on {model}: {e.stderr.strip()[-300:]}", file=sys.stderr)
+        runs["profile"] = None
     return runs
 
 
@@ -144,6 +152,29 @@ def table(a, rows):
                      f"{med('gemmax', 'peak_rss_with_tokenizer_bytes', 2**20)} | "
                      f"{med('llama.cpp', 'peak_rss_bytes', 2**20)} | {med('gemmax', 'load_seconds')} | "
                      f"{med('gemmax', 'tokenizer_load_seconds')} | {med('llama.cpp', 'load_seconds')} |")
+    return "\n".join(lines)
+
+
+def profile_table(rows):
+    """gemmax's decode steps phase by phase (the --profile run): where the time per token goes and
+    the fixed per-token cost (time outside the matmuls less the K/V reads at the matmuls' rate)."""
+    lines = ["", "", "gemmax's decode per token, from one more run with `--profile` after the pairs "
+             "(ms; 'fixed': the time outside the matmuls less the K/V reads at the matmuls' "
+             "weight-streaming rate, issue #5's fixed per-token cost measured within one run):", "",
+             "| model | ms per token | matmuls GB/s | LM head ms | attention ms | outside matmuls ms "
+             "| fixed ms |", "|---|---|---|---|---|---|---|"]
+    for model, runs, _ in rows:
+        p = runs.get("profile")
+        if not p:
+            lines.append(f"| {os.path.basename(model)} | - | - | - | - | - | - |")
+            continue
+        ph = p["phases"]
+        lines.append(f"| {os.path.basename(model)} | {1e3 * p['seconds_per_token']:.2f} | "
+                     f"{p['matmul_bytes_per_second'] / 1e9:.1f} | "
+                     f"{1e3 * ph['lm-head']['seconds_per_token']:.2f} | "
+                     f"{1e3 * ph['attention']['seconds_per_token']:.2f} | "
+                     f"{1e3 * p['outside_matmuls_seconds_per_token']:.2f} | "
+                     f"{1e3 * p['fixed_seconds_per_token']:.2f} |")
     return "\n".join(lines)
 
 
@@ -247,7 +278,7 @@ def main():
     probes = [p for _, runs in rows for p in runs["probes"]]
     bandwidth = max(probes)
     rows = [(m, runs, bandwidth) for m, runs in rows]
-    text = table(a, rows) + fit_fixed_cost(rows) + (
+    text = table(a, rows) + profile_table(rows) + fit_fixed_cost(rows) + (
         f"\n\nRead bandwidth ({a.threads} threads, `gemmax bench --bandwidth` before each pair): highest "
         f"{bandwidth / 1e9:.2f} GB/s, lowest {min(probes) / 1e9:.2f}; decode bound = highest bandwidth / (weight "
         f"bytes + mean KV bytes read per decoded token, at gemmax's KV type); 'own bound': each run's "
