@@ -213,8 +213,10 @@ def fit_fixed_cost(rows):
     fixed + bytes / rate, for gemmax and llama.cpp, one point per run. Bytes are the weights plus
     the KV rows read (llama.cpp's F16 cache: the same rows at 2 bytes per element). The rate is
     fitted as a share of the bandwidth probed just before the run's pair: x = bytes / probe, so
-    y = fixed + x / share. Fitted against bytes alone, the host's bandwidth steps (~35 vs ~55 GB/s,
-    minutes apart) moved the intercept by milliseconds (2-10 ms, both engines, session 22)."""
+    y = fixed + x / share. Neither this nor a fit against bytes alone (session 22: 2.7-9.9 ms, both
+    engines) is meaningful on the Zen 4 host, whose bandwidth steps between ~35 and ~55 GB/s within
+    a run (session 23: -1.0 to 5.3 ms for gemmax); profile_table measures gemmax's fixed cost
+    within one run instead."""
     groups = {}
     for model, runs, _ in rows:
         base = os.path.basename(model)
