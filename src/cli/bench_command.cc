@@ -141,13 +141,16 @@ nlohmann::json profile_json(const StepProfile& p) {
           {"phases", phases}};
 }
 
-// The prefill's phases: ms per prefill and share. Rates would mislead there (a prefill reuses each
-// weight byte for every token), so bytes are left out.
+// The prefill's phases: ms per prefill, share, and for the matmuls and attention the multiply-adds
+// per second (the figure to set against the machine's peak, bench/peak_rate_bench). Bytes per
+// second would mislead there (a prefill reuses each weight byte for every token).
 nlohmann::json prefill_profile_json(const StepProfile& p) {
   nlohmann::json phases = nlohmann::json::object();
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
-    phases[StepProfile::name(phase)] = {{"seconds_per_prefill", p.seconds_per_step(phase)}};
+    phases[StepProfile::name(phase)] = {
+        {"seconds_per_prefill", p.seconds_per_step(phase)},
+        {"multiply_adds_per_second", p.multiply_adds_per_second(phase)}};
   }
   return {{"prefills", p.steps},
           {"seconds_per_prefill", p.total_seconds() / static_cast<double>(p.steps)},
@@ -156,13 +159,17 @@ nlohmann::json prefill_profile_json(const StepProfile& p) {
 
 void print_prefill_profile(const StepProfile& p, int prompt_tokens) {
   const double total = p.total_seconds() / static_cast<double>(p.steps);
-  fmt::print("prefill profile ({} prefills of {} tokens; ms per prefill, share):\n", p.steps,
-             prompt_tokens);
+  fmt::print(
+      "prefill profile ({} prefills of {} tokens; ms per prefill, share, multiply-adds per "
+      "second):\n",
+      p.steps, prompt_tokens);
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
-    const double sec = p.seconds_per_step(phase);
-    fmt::print("  {:<13} {:8.2f} ms {:5.1f}%\n", StepProfile::name(phase), sec * 1e3,
+    const double sec = p.seconds_per_step(phase), rate = p.multiply_adds_per_second(phase);
+    fmt::print("  {:<13} {:8.2f} ms {:5.1f}%", StepProfile::name(phase), sec * 1e3,
                100 * sec / total);
+    if (rate > 0) fmt::print("  {:7.1f} GMAC/s", rate / 1e9);
+    fmt::print("\n");
   }
   fmt::print("  total         {:8.2f} ms\n", total * 1e3);
 }

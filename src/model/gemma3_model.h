@@ -77,6 +77,8 @@ class Gemma3Model {
   static int64_t chunk_start(int64_t n_keys, int64_t chunks, int64_t c);
   void logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos, Gemma3Outputs& out);
   int64_t bytes_of(std::initializer_list<const TensorView*> tensors) const;
+  int64_t multiply_adds_of(std::initializer_list<const TensorView*> tensors, int64_t rows) const;
+  int64_t attention_multiply_adds(int layer, const std::vector<int64_t>& pos) const;
   int64_t kv_bytes_read(int layer, const std::vector<int64_t>& pos,
                         const PagedKVCache& cache) const;
 

@@ -55,6 +55,11 @@ double StepProfile::bytes_per_step(StepPhase phase) const {
                    : 0.0;
 }
 
+double StepProfile::multiply_adds_per_second(StepPhase phase) const {
+  const auto i = static_cast<size_t>(phase);
+  return seconds[i] > 0 ? static_cast<double>(multiply_adds[i]) / seconds[i] : 0.0;
+}
+
 double StepProfile::outside_matmuls_seconds_per_step() const {
   double total = 0;
   for (int i = 0; i < kPhases; ++i) {
@@ -87,11 +92,12 @@ PhaseClock::PhaseClock(StepProfile* profile)
   if (profile_ != nullptr) ++profile_->steps;
 }
 
-void PhaseClock::record(StepPhase phase, int64_t bytes_read) {
+void PhaseClock::record(StepPhase phase, int64_t bytes_read, int64_t multiply_adds) {
   const auto now = std::chrono::steady_clock::now();
   const auto i = static_cast<size_t>(phase);
   profile_->seconds[i] += std::chrono::duration<double>(now - last_).count();
   profile_->bytes_read[i] += bytes_read;
+  profile_->multiply_adds[i] += multiply_adds;
   last_ = now;
 }
 

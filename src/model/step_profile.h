@@ -32,6 +32,10 @@ struct StepProfile {
   // Bytes the phase read: of weights for the matmul phases, of cached K and V rows for attention
   // (every visible key of every token, as the kernels read them), 0 for the others.
   std::array<int64_t, kPhases> bytes_read{};
+  // Multiply-adds the phase did: weight elements times the rows multiplied for the matmul phases,
+  // query heads times visible keys times head_dim, twice (scores and values), for attention; 0
+  // for the others. Set against a machine's peak rate, the fraction a prefill reaches.
+  std::array<int64_t, kPhases> multiply_adds{};
   int64_t steps = 0;
 
   static const char* name(StepPhase phase);
@@ -40,7 +44,8 @@ struct StepProfile {
   // Means per watched step.
   double seconds_per_step(StepPhase phase) const;
   double bytes_per_step(StepPhase phase) const;
-  double outside_matmuls_seconds_per_step() const;  // every phase but the matmuls
+  double multiply_adds_per_second(StepPhase phase) const;  // 0 for a phase never timed
+  double outside_matmuls_seconds_per_step() const;         // every phase but the matmuls
   // The matmul phases' weight bytes over their time: the step's weight-streaming rate.
   double matmul_bytes_per_second() const;
   // Time outside the matmuls less the K/V reads at the matmuls' rate (not below 0): what does not
@@ -54,12 +59,12 @@ class PhaseClock {
  public:
   PhaseClock() = default;
   explicit PhaseClock(StepProfile* profile);
-  void lap(StepPhase phase, int64_t bytes_read = 0) {
-    if (profile_ != nullptr) record(phase, bytes_read);
+  void lap(StepPhase phase, int64_t bytes_read = 0, int64_t multiply_adds = 0) {
+    if (profile_ != nullptr) record(phase, bytes_read, multiply_adds);
   }
 
  private:
-  void record(StepPhase phase, int64_t bytes_read);
+  void record(StepPhase phase, int64_t bytes_read, int64_t multiply_adds);
   StepProfile* profile_ = nullptr;
   std::chrono::steady_clock::time_point last_{};
 };

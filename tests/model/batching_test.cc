@@ -261,11 +261,31 @@ TEST_F(ModelStep, ProfileTimesEveryPhaseAndCountsWeightBytes) {
     for (int64_t p = 0; p <= 5; ++p)
       keys += c.layer_is_sliding[layer] ? std::min<int64_t>(p + 1, c.sliding_window) : p + 1;
   EXPECT_EQ(profile.bytes_read[at(StepPhase::kAttention)], 2 * keys * row);
+  // Multiply-adds: weight elements times the rows multiplied (6 tokens through the layers, the
+  // last logits of each step through the LM head), and the attention's scores and values.
+  auto elems = [](const TensorView& t) { return t.rows() * t.cols(); };
+  int64_t qkv_e = 0, o_e = 0, gate_up_e = 0, down_e = 0;
+  for (const Gemma3LayerWeights& l : w.layers) {
+    qkv_e += elems(l.q_proj) + elems(l.k_proj) + elems(l.v_proj);
+    o_e += elems(l.o_proj);
+    gate_up_e += elems(l.gate_proj) + elems(l.up_proj);
+    down_e += elems(l.down_proj);
+  }
+  EXPECT_EQ(profile.multiply_adds[at(StepPhase::kQkv)], 6 * qkv_e);
+  EXPECT_EQ(profile.multiply_adds[at(StepPhase::kOutProj)], 6 * o_e);
+  EXPECT_EQ(profile.multiply_adds[at(StepPhase::kGateUp)], 6 * gate_up_e);
+  EXPECT_EQ(profile.multiply_adds[at(StepPhase::kDown)], 6 * down_e);
+  EXPECT_EQ(profile.multiply_adds[at(StepPhase::kLmHead)], 2 * elems(w.lm_head));
+  EXPECT_EQ(profile.multiply_adds[at(StepPhase::kAttention)],
+            2 * keys * c.num_attention_heads * c.head_dim);
+  EXPECT_GT(profile.multiply_adds_per_second(StepPhase::kGateUp), 0.0);
+  EXPECT_EQ(profile.multiply_adds_per_second(StepPhase::kGelu), 0.0);
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
     EXPECT_GT(profile.seconds[i], 0.0) << StepProfile::name(phase);
     if (!StepProfile::is_matmul(phase) && phase != StepPhase::kAttention) {
       EXPECT_EQ(profile.bytes_read[i], 0) << StepProfile::name(phase);
+      EXPECT_EQ(profile.multiply_adds[i], 0) << StepProfile::name(phase);
     }
   }
   EXPECT_GT(profile.total_seconds(), profile.seconds[at(StepPhase::kLmHead)]);
