@@ -125,14 +125,22 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
 // --profile: the decode steps' time per phase (per token), the matmul phases' weight bytes and
 // attention's K/V bytes with their rates, the time outside the weight-streaming matmuls, and what
 // of it the K/V bytes do not explain at the matmuls' rate (the fixed per-token cost).
-nlohmann::json profile_json(const StepProfile& p) {
+// {phase name: fields(phase)} for every phase.
+template <class Fields>
+nlohmann::json phases_json(Fields fields) {
   nlohmann::json phases = nlohmann::json::object();
   for (int i = 0; i < StepProfile::kPhases; ++i) {
     const auto phase = static_cast<StepPhase>(i);
-    phases[StepProfile::name(phase)] = {
-        {"seconds_per_token", p.seconds_per_step(phase)},
-        {"bytes_read_per_token", static_cast<int64_t>(p.bytes_per_step(phase))}};
+    phases[StepProfile::name(phase)] = fields(phase);
   }
+  return phases;
+}
+
+nlohmann::json profile_json(const StepProfile& p) {
+  const nlohmann::json phases = phases_json([&](StepPhase phase) -> nlohmann::json {
+    return {{"seconds_per_token", p.seconds_per_step(phase)},
+            {"bytes_read_per_token", static_cast<int64_t>(p.bytes_per_step(phase))}};
+  });
   return {{"steps", p.steps},
           {"seconds_per_token", p.total_seconds() / static_cast<double>(p.steps)},
           {"outside_matmuls_seconds_per_token", p.outside_matmuls_seconds_per_step()},
@@ -145,13 +153,10 @@ nlohmann::json profile_json(const StepProfile& p) {
 // per second (the figure to set against the machine's peak, bench/peak_rate_bench). Bytes per
 // second would mislead there (a prefill reuses each weight byte for every token).
 nlohmann::json prefill_profile_json(const StepProfile& p) {
-  nlohmann::json phases = nlohmann::json::object();
-  for (int i = 0; i < StepProfile::kPhases; ++i) {
-    const auto phase = static_cast<StepPhase>(i);
-    phases[StepProfile::name(phase)] = {
-        {"seconds_per_prefill", p.seconds_per_step(phase)},
-        {"multiply_adds_per_second", p.multiply_adds_per_second(phase)}};
-  }
+  const nlohmann::json phases = phases_json([&](StepPhase phase) -> nlohmann::json {
+    return {{"seconds_per_prefill", p.seconds_per_step(phase)},
+            {"multiply_adds_per_second", p.multiply_adds_per_second(phase)}};
+  });
   return {{"prefills", p.steps},
           {"seconds_per_prefill", p.total_seconds() / static_cast<double>(p.steps)},
           {"phases", phases}};

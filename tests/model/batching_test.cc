@@ -238,12 +238,18 @@ TEST_F(ModelStep, ProfileTimesEveryPhaseAndCountsWeightBytes) {
   EXPECT_EQ(profile.steps, 2);
   const Gemma3Weights& w = ckpt_->weights();
   auto bytes = [](const TensorView& t) { return t.rows() * t.row_bytes(); };
-  int64_t qkv = 0, o = 0, gate_up = 0, down = 0;
+  auto elems = [](const TensorView& t) { return t.rows() * t.cols(); };
+  // Per matmul phase, summed over the layers: weight bytes, then weight elements.
+  int64_t qkv = 0, o = 0, gate_up = 0, down = 0, qkv_e = 0, o_e = 0, gate_up_e = 0, down_e = 0;
   for (const Gemma3LayerWeights& l : w.layers) {
     qkv += bytes(l.q_proj) + bytes(l.k_proj) + bytes(l.v_proj);
     o += bytes(l.o_proj);
     gate_up += bytes(l.gate_proj) + bytes(l.up_proj);
     down += bytes(l.down_proj);
+    qkv_e += elems(l.q_proj) + elems(l.k_proj) + elems(l.v_proj);
+    o_e += elems(l.o_proj);
+    gate_up_e += elems(l.gate_proj) + elems(l.up_proj);
+    down_e += elems(l.down_proj);
   }
   auto at = [&](StepPhase p) { return static_cast<size_t>(p); };
   EXPECT_EQ(profile.bytes_read[at(StepPhase::kQkv)], 2 * qkv);
@@ -263,14 +269,6 @@ TEST_F(ModelStep, ProfileTimesEveryPhaseAndCountsWeightBytes) {
   EXPECT_EQ(profile.bytes_read[at(StepPhase::kAttention)], 2 * keys * row);
   // Multiply-adds: weight elements times the rows multiplied (6 tokens through the layers, the
   // last logits of each step through the LM head), and the attention's scores and values.
-  auto elems = [](const TensorView& t) { return t.rows() * t.cols(); };
-  int64_t qkv_e = 0, o_e = 0, gate_up_e = 0, down_e = 0;
-  for (const Gemma3LayerWeights& l : w.layers) {
-    qkv_e += elems(l.q_proj) + elems(l.k_proj) + elems(l.v_proj);
-    o_e += elems(l.o_proj);
-    gate_up_e += elems(l.gate_proj) + elems(l.up_proj);
-    down_e += elems(l.down_proj);
-  }
   EXPECT_EQ(profile.multiply_adds[at(StepPhase::kQkv)], 6 * qkv_e);
   EXPECT_EQ(profile.multiply_adds[at(StepPhase::kOutProj)], 6 * o_e);
   EXPECT_EQ(profile.multiply_adds[at(StepPhase::kGateUp)], 6 * gate_up_e);
