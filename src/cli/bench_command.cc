@@ -122,9 +122,6 @@ RunResult run_once(Gemma3Model& model, const BenchOptions& o, DType kv_dtype, st
   return r;
 }
 
-// --profile: the decode steps' time per phase (per token), the matmul phases' weight bytes and
-// attention's K/V bytes with their rates, the time outside the weight-streaming matmuls, and what
-// of it the K/V bytes do not explain at the matmuls' rate (the fixed per-token cost).
 // {phase name: fields(phase)} for every phase.
 template <class Fields>
 nlohmann::json phases_json(Fields fields) {
@@ -136,6 +133,9 @@ nlohmann::json phases_json(Fields fields) {
   return phases;
 }
 
+// --profile: the decode steps' time per phase (per token), the matmul phases' weight bytes and
+// attention's K/V bytes with their rates, the time outside the weight-streaming matmuls, and what
+// of it the K/V bytes do not explain at the matmuls' rate (the fixed per-token cost).
 nlohmann::json profile_json(const StepProfile& p) {
   const nlohmann::json phases = phases_json([&](StepPhase phase) -> nlohmann::json {
     return {{"seconds_per_token", p.seconds_per_step(phase)},

@@ -168,13 +168,18 @@ int64_t Gemma3Model::multiply_adds_of(std::initializer_list<const TensorView*> t
   return total * rows;
 }
 
+// The keys one layer's tokens see, summed over the tokens (windowed on sliding layers).
+int64_t Gemma3Model::visible_keys(int layer, const std::vector<int64_t>& pos) const {
+  int64_t keys = 0;
+  for (int64_t p : pos) keys += p + 1 - key_begin(layer, p);
+  return keys;
+}
+
 // Multiply-adds of one layer's attention (for the step profile): every query head's scores and
 // weighted values over the keys each token sees.
 int64_t Gemma3Model::attention_multiply_adds(int layer, const std::vector<int64_t>& pos) const {
   if (profile_ == nullptr) return 0;
-  int64_t keys = 0;
-  for (int64_t p : pos) keys += p + 1 - key_begin(layer, p);
-  return 2 * keys * config_.num_attention_heads * config_.head_dim;
+  return 2 * visible_keys(layer, pos) * config_.num_attention_heads * config_.head_dim;
 }
 
 // Bytes of cached K and V one layer's attention reads (for the step profile): both rows of every
@@ -182,11 +187,9 @@ int64_t Gemma3Model::attention_multiply_adds(int layer, const std::vector<int64_
 int64_t Gemma3Model::kv_bytes_read(int layer, const std::vector<int64_t>& pos,
                                    const PagedKVCache& cache) const {
   if (profile_ == nullptr) return 0;
-  int64_t keys = 0;
-  for (int64_t p : pos) keys += p + 1 - key_begin(layer, p);
   const int64_t row =
       config_.num_key_value_heads * dtype_row_bytes(cache.params().dtype, config_.head_dim);
-  return 2 * keys * row;
+  return 2 * visible_keys(layer, pos) * row;
 }
 
 // x = embed_tokens[token] * sqrt(hidden_size)

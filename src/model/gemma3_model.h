@@ -78,6 +78,7 @@ class Gemma3Model {
   void logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos, Gemma3Outputs& out);
   int64_t bytes_of(std::initializer_list<const TensorView*> tensors) const;
   int64_t multiply_adds_of(std::initializer_list<const TensorView*> tensors, int64_t rows) const;
+  int64_t visible_keys(int layer, const std::vector<int64_t>& pos) const;
   int64_t attention_multiply_adds(int layer, const std::vector<int64_t>& pos) const;
   int64_t kv_bytes_read(int layer, const std::vector<int64_t>& pos,
                         const PagedKVCache& cache) const;
