@@ -53,9 +53,15 @@ int64_t KVCacheParams::bytes_per_token_per_layer() const { return 2 * row_bytes(
 
 int64_t KVCacheParams::page_bytes() const { return page_size * bytes_per_token_per_layer(); }
 
-int64_t KVCacheParams::page_stride() const {
-  constexpr int64_t kAlign = 64;
-  return (page_bytes() + kAlign - 1) / kAlign * kAlign;
+int64_t KVCacheParams::run_bytes() const {
+  return static_cast<int64_t>(page_size) * head_dim * element_bytes();
 }
+
+int64_t KVCacheParams::run_stride() const {
+  constexpr int64_t kAlign = 64;
+  return (run_bytes() + kAlign - 1) / kAlign * kAlign;
+}
+
+int64_t KVCacheParams::page_stride() const { return 2 * n_kv_heads * run_stride(); }
 
 }  // namespace gemmax

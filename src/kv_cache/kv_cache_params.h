@@ -30,9 +30,11 @@ struct KVCacheParams {
   int64_t bytes_per_token_per_layer() const;
   // One page of one layer: K and V for page_size tokens.
   int64_t page_bytes() const;
-  // Distance between consecutive pages in the pool: page_bytes() rounded up to 64 so every page
-  // (and therefore every K block) starts on a cache line. Equal to page_bytes() for realistic
-  // shapes.
+  // One kv head's K (or V) rows of one page: page_size * head_dim elements.
+  int64_t run_bytes() const;
+  // run_bytes() rounded up to 64, so every run starts on a cache line.
+  int64_t run_stride() const;
+  // Pool bytes per page: 2 * n_kv_heads runs. Equal to page_bytes() for realistic shapes.
   int64_t page_stride() const;
   bool is_sliding(int layer) const { return layer_is_sliding[static_cast<size_t>(layer)]; }
 };

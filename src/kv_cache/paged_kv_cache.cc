@@ -40,8 +40,7 @@ void convert_row(DType dtype, const float* src, int64_t n, std::byte* dst) {
 PagedKVCache::PagedKVCache(KVCacheParams params, int64_t num_pages)
     : params_(std::move(params)), allocator_(0) {
   params_.validate();
-  row_bytes_ = params_.row_bytes();
-  head_bytes_ = row_bytes_ / params_.n_kv_heads;
+  head_bytes_ = params_.head_dim * params_.element_bytes();
   page_stride_ = params_.page_stride();
   if (num_pages < 0 || num_pages > std::numeric_limits<BlockAllocator::BlockId>::max() ||
       num_pages > std::numeric_limits<int64_t>::max() / page_stride_) {
@@ -49,6 +48,7 @@ PagedKVCache::PagedKVCache(KVCacheParams params, int64_t num_pages)
                                 " out of range for pages of " + std::to_string(page_stride_) +
                                 " bytes");
   }
+  plane_stride_ = num_pages * params_.run_stride();
   const auto bytes = static_cast<size_t>(num_pages * page_stride_);
   pool_ = HugePageBuffer(bytes);
   allocator_ = BlockAllocator(num_pages);
@@ -108,8 +108,8 @@ void PagedKVCache::check_layer(int layer) const {
   }
 }
 
-std::byte* PagedKVCache::page_ptr(BlockAllocator::BlockId page) const {
-  return pool_.data() + static_cast<int64_t>(page) * page_stride_;
+std::byte* PagedKVCache::run_ptr(int64_t plane, BlockAllocator::BlockId page) const {
+  return pool_.data() + plane * plane_stride_ + static_cast<int64_t>(page) * params_.run_stride();
 }
 
 int64_t PagedKVCache::pages_to_cover(const Sequence& s, int64_t end_pos) const {
@@ -160,12 +160,12 @@ void PagedKVCache::store(SeqId id, int layer, int64_t pos, const float* k, const
   PageTable& t = s.layers[static_cast<size_t>(layer)];
   const int64_t page_index = pos / params_.page_size;
   const int64_t slot = pos % params_.page_size;
-  std::byte* page = page_ptr(t.ids[t.head + static_cast<size_t>(page_index - t.first_page)]);
-  const int64_t hd = params_.head_dim;
-  for (int64_t h = 0; h < params_.n_kv_heads; ++h) {
-    std::byte* k_dst = page + (h * params_.page_size + slot) * head_bytes_;
-    convert_row(params_.dtype, k + h * hd, hd, k_dst);
-    convert_row(params_.dtype, v + h * hd, hd, k_dst + params_.page_size * row_bytes_);
+  const BlockAllocator::BlockId page =
+      t.ids[t.head + static_cast<size_t>(page_index - t.first_page)];
+  const int64_t hd = params_.head_dim, nkv = params_.n_kv_heads;
+  for (int64_t h = 0; h < nkv; ++h) {
+    convert_row(params_.dtype, k + h * hd, hd, run_ptr(h, page) + slot * head_bytes_);
+    convert_row(params_.dtype, v + h * hd, hd, run_ptr(nkv + h, page) + slot * head_bytes_);
   }
   t.stored_end = std::max(t.stored_end, pos + 1);
 }
@@ -266,9 +266,9 @@ void PagedKVCache::blocks(SeqId id, int layer, int64_t begin, int64_t end,
   int64_t slot = begin % ps;
   for (int64_t pos = begin; pos < end; ++entry, slot = 0) {
     const int64_t n = std::min(end - pos, ps - slot);
-    const std::byte* page = page_ptr(t.ids[entry]);
-    out.push_back(KVBlock{pos, n, page + slot * head_bytes_,
-                          page + ps * row_bytes_ + slot * head_bytes_, ps * head_bytes_,
+    const BlockAllocator::BlockId page = t.ids[entry];
+    out.push_back(KVBlock{pos, n, run_ptr(0, page) + slot * head_bytes_,
+                          run_ptr(params_.n_kv_heads, page) + slot * head_bytes_, plane_stride_,
                           head_bytes_});
     pos += n;
   }

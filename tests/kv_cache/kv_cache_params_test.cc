@@ -69,6 +69,7 @@ TEST(KVCacheParams, SizesFollowTheLayout) {
   // 2 heads x 8 dims x 4 bytes, K and V.
   EXPECT_EQ(p.bytes_per_token_per_layer(), 2 * 2 * 8 * 4);
   EXPECT_EQ(p.page_bytes(), 16 * 2 * 2 * 8 * 4);
+  EXPECT_EQ(p.run_bytes(), 16 * 8 * 4);
   EXPECT_EQ(p.page_stride(), p.page_bytes());
   p.dtype = DType::kBF16;
   EXPECT_EQ(p.bytes_per_token_per_layer(), 2 * 2 * 8 * 2);
@@ -77,7 +78,9 @@ TEST(KVCacheParams, SizesFollowTheLayout) {
   p.head_dim = 3;
   p.page_size = 1;
   EXPECT_EQ(p.page_bytes(), 12);
-  EXPECT_EQ(p.page_stride(), 64);  // padded so every page starts on a cache line
+  EXPECT_EQ(p.run_bytes(), 6);
+  EXPECT_EQ(p.run_stride(), 64);    // padded so every run starts on a cache line
+  EXPECT_EQ(p.page_stride(), 128);  // K and V runs of the one kv head
 }
 
 TEST(KVCacheParams, PagesForBytes) {

@@ -18,6 +18,9 @@ using testing::small_params;
 using testing::step;
 using testing::store_step;
 
+// Bytes of one kv head's K (or V) row.
+int64_t head_row_bytes(const KVCacheParams& p) { return p.head_dim * p.element_bytes(); }
+
 // Expects every K and V row of [begin, end) of every layer to read back as stored. `rel_tol` is the
 // format's rounding bound relative to the value (0 for f32, which is copied bit for bit).
 void expect_round_trip(const PagedKVCache& c, SeqId id, int64_t begin, int64_t end, float rel_tol) {
@@ -118,19 +121,26 @@ TEST(PagedKVCache, BlocksSplitAtPageBoundariesAndPartialPages) {
   EXPECT_EQ(out[1].n, 4);
   EXPECT_EQ(out[2].first_pos, 8);
   EXPECT_EQ(out[2].n, 2);
-  const int64_t row = p.row_bytes();
+  // The pool is 2 * n_kv_heads planes of 16 runs (one per page): K of kv head h in plane h, V in
+  // plane n_kv_heads + h. Each run holds one head's page_size rows.
+  const int64_t run = p.run_stride(), plane = 16 * run;
+  EXPECT_EQ(run, p.page_size * p.head_dim * 4);  // 128: already a multiple of 64
   for (const KVBlock& b : out) {
-    // Within a page V rows follow the page's K rows: v - k is page_size rows for every block;
-    // each kv head's rows are contiguous.
-    EXPECT_EQ(b.v - b.k, p.page_size * row);
+    EXPECT_EQ(b.v - b.k, p.n_kv_heads * plane);
     EXPECT_EQ(b.row_stride, p.head_dim * 4);
-    EXPECT_EQ(b.head_stride, p.page_size * p.head_dim * 4);
+    EXPECT_EQ(b.head_stride, plane);
     EXPECT_EQ(b.k_row(1, 1) - b.k, b.head_stride + b.row_stride);
-    // Pages are cache-line aligned, so a block starting a page is too.
+    // Runs are cache-line aligned, so a block starting a page is too.
     if (b.first_pos % p.page_size == 0) {
       EXPECT_EQ(reinterpret_cast<uintptr_t>(b.k) % 64, 0u);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(b.v) % 64, 0u);
     }
   }
+  // Pages reserved together are adjacent in every plane, so one head's K (and V) rows of
+  // consecutive pages form one linear run in memory (what the decode attention streams).
+  EXPECT_EQ(out[2].k - out[1].k, run);
+  EXPECT_EQ(out[1].k_row(p.page_size - 1, 1) + head_row_bytes(p), out[2].k_row(0, 1));
+  EXPECT_EQ(out[1].v_row(p.page_size - 1, 0) + head_row_bytes(p), out[2].v_row(0, 0));
   // The whole committed range: 3 blocks (4 + 4 + 3, the last page partial).
   c.blocks(id, 0, 0, 11, out);
   ASSERT_EQ(out.size(), 3u);
