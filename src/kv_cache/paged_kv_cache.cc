@@ -291,9 +291,13 @@ int64_t PagedKVCache::kv_bytes(SeqId id) const {
 }
 
 int64_t PagedKVCache::kv_bytes_for_length(const KVCacheParams& params, int64_t length) {
+  return pages_for_length(params, length) * params.page_bytes();
+}
+
+int64_t PagedKVCache::pages_for_length(const KVCacheParams& params, int64_t length) {
   params.validate();
   if (length < 0) {
-    throw std::invalid_argument("PagedKVCache::kv_bytes_for_length: negative length " +
+    throw std::invalid_argument("PagedKVCache::pages_for_length: negative length " +
                                 std::to_string(length));
   }
   const int64_t all = ceil_div(length, params.page_size);
@@ -302,7 +306,7 @@ int64_t PagedKVCache::kv_bytes_for_length(const KVCacheParams& params, int64_t l
   for (int layer = 0; layer < params.num_layers; ++layer) {
     pages += params.is_sliding(layer) ? sliding : all;
   }
-  return pages * params.page_bytes();
+  return pages;
 }
 
 }  // namespace gemmax

@@ -121,6 +121,8 @@ class PagedKVCache {
   // ceil(length / page) pages, sliding layers the pages touching [length - window, length), which
   // is ceil(min(length, window) / page) or one more when the window boundary falls inside a page.
   static int64_t kv_bytes_for_length(const KVCacheParams& params, int64_t length);
+  // The pages behind kv_bytes_for_length (what a scheduler compares with free_pages()).
+  static int64_t pages_for_length(const KVCacheParams& params, int64_t length);
 
  private:
   // Page ids of one layer in position order. Sliding layers pop from the front, so the ids live in

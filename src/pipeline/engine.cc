@@ -78,8 +78,7 @@ Engine::Engine(Gemma3Model& model, const Tokenizer* tokenizer, EngineOptions opt
 Engine::~Engine() = default;
 
 int64_t Engine::pages_for_length(int64_t length) const {
-  const KVCacheParams& p = cache_.params();
-  return (PagedKVCache::kv_bytes_for_length(p, length) + p.page_stride() - 1) / p.page_stride();
+  return PagedKVCache::pages_for_length(cache_.params(), length);
 }
 
 uint64_t Engine::submit(GenerationRequest request, EventSink sink) {

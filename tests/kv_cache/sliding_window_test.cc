@@ -55,6 +55,7 @@ TEST(SlidingWindow, DecodeKeepsOnlyTheWindowInSlidingLayers) {
     ASSERT_EQ(c.used_pages(), 2 * sliding + (len + 3) / 4);
     ASSERT_EQ(c.kv_bytes(id), c.used_pages() * p.page_bytes());
     ASSERT_EQ(PagedKVCache::kv_bytes_for_length(p, len), c.kv_bytes(id)) << len;
+    ASSERT_EQ(PagedKVCache::pages_for_length(p, len), c.used_pages()) << len;
     // The whole window of the next query is still readable, and correct, in both sliding layers.
     const int64_t window_begin = std::max<int64_t>(0, len - kWindow);
     ASSERT_LE(c.first_retained_pos(id, 0), window_begin);
