@@ -140,11 +140,11 @@ GEMMAX_AVX512_ATTN inline void score_tile(const float* q, int64_t hd, const Key*
 // As the AVX2 loop: when streaming, key rows kAhead ahead into L1, kL2Ahead ahead into L2, and the
 // value rows (next_rows) into L2 in step with the keys. The L1 misses a core keeps in flight cap
 // what 4 rows of lead can stream (~8-9 GB/s per thread in the 4B decode), and with K linear in
-// memory (paged_kv_cache.h) an L2 lead of 16 rows took decode
-// attention per token, `gemmax bench --prompt-tokens 512 --profile`, interleaved pairs, from
-// 0.58-0.90 to 0.50-0.69 ms (270M Q4_0, 5 of 5 pairs lower; 5 of 6 in an earlier set), 1B Q4_0
-// 1.11-1.18 -> 0.87-0.96, 4B Q4_0 4.66-5.02 -> 3.59-4.24. Leads of 8, 24, 32 or 64 rows were
-// no better than 16. Prefetches change no result.
+// memory (paged_kv_cache.h) an L2 lead of 16 rows took decode attention per token (`gemmax bench
+// --prompt-tokens 512 --profile`, interleaved pairs) from 0.58-0.90 to 0.50-0.69 ms (270M Q4_0,
+// 5 of 5 pairs lower; 5 of 6 in an earlier set), 1B Q4_0 1.11-1.18 -> 0.87-0.96, 4B Q4_0
+// 4.66-5.02 -> 3.59-4.24. Leads of 8, 24, 32 or 64 rows were no better than 16. Prefetches change
+// no result.
 template <int H, int K, class Key>
 GEMMAX_AVX512_ATTN void score_heads(const float* q, int64_t hd, const Key* const* keys,
                                     int64_t n_keys, float scale, float* scores,
