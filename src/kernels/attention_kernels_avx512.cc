@@ -143,20 +143,23 @@ GEMMAX_AVX512_ATTN inline void score_tile(const float* q, int64_t hd, const Key*
 // memory (paged_kv_cache.h) an L2 lead of 16 rows took decode attention per token (`gemmax bench
 // --prompt-tokens 512 --profile`, interleaved pairs) from 0.58-0.90 to 0.50-0.69 ms (270M Q4_0,
 // 5 of 5 pairs lower; 5 of 6 in an earlier set), 1B Q4_0 1.11-1.18 -> 0.87-0.96, 4B Q4_0
-// 4.66-5.02 -> 3.59-4.24. Leads of 8, 24, 32 or 64 rows were no better than 16. Prefetches change
-// no result.
+// 4.66-5.02 -> 3.59-4.24. Leads of 8, 24, 32 or 64 rows were no better than 16. Tiles of fewer
+// than 4 heads (4B and larger: 2 query heads per kv head) skip the L1 lead: with half the
+// arithmetic per key row, its 8 prefetches per row cost more than they save (4B Q4_0, 5 of 5
+// interleaved pairs lower, 3.70-4.10 -> 3.27-3.81 ms); for the 270M's 4-head tiles dropping it
+// measured no better. Prefetches change no result.
 template <int H, int K, class Key>
 GEMMAX_AVX512_ATTN void score_heads(const float* q, int64_t hd, const Key* const* keys,
                                     int64_t n_keys, float scale, float* scores,
                                     int64_t score_stride, bool stream,
                                     const Key* const* next_rows) {
-  constexpr int64_t kAhead = 4;     // key rows into L1
+  constexpr int64_t kAhead = 4;     // key rows into L1 (4-head tiles only)
   constexpr int64_t kL2Ahead = 16;  // key rows into L2
   if (!stream) next_rows = nullptr;
   if (stream) prefetch_rows<_MM_HINT_T0>(keys, hd, 0, std::min(n_keys, kAhead));
   int64_t j = 0;
   for (; j + K <= n_keys; j += K) {
-    if (stream)
+    if (H >= 4 && stream)
       prefetch_rows<_MM_HINT_T0>(keys, hd, std::min(n_keys, j + kAhead),
                                  std::min(n_keys, j + K + kAhead));
     if (stream)
