@@ -41,15 +41,16 @@ PagedKVCache::PagedKVCache(KVCacheParams params, int64_t num_pages)
     : params_(std::move(params)), allocator_(0) {
   params_.validate();
   head_bytes_ = params_.head_dim * params_.element_bytes();
-  page_stride_ = params_.page_stride();
+  const int64_t page_stride = params_.page_stride();
   if (num_pages < 0 || num_pages > std::numeric_limits<BlockAllocator::BlockId>::max() ||
-      num_pages > std::numeric_limits<int64_t>::max() / page_stride_) {
+      num_pages > std::numeric_limits<int64_t>::max() / page_stride) {
     throw std::invalid_argument("PagedKVCache: num_pages " + std::to_string(num_pages) +
-                                " out of range for pages of " + std::to_string(page_stride_) +
+                                " out of range for pages of " + std::to_string(page_stride) +
                                 " bytes");
   }
-  plane_stride_ = num_pages * params_.run_stride();
-  const auto bytes = static_cast<size_t>(num_pages * page_stride_);
+  run_stride_ = params_.run_stride();
+  plane_stride_ = num_pages * run_stride_;
+  const auto bytes = static_cast<size_t>(num_pages * page_stride);
   pool_ = HugePageBuffer(bytes);
   allocator_ = BlockAllocator(num_pages);
 }
@@ -109,7 +110,7 @@ void PagedKVCache::check_layer(int layer) const {
 }
 
 std::byte* PagedKVCache::run_ptr(int64_t plane, BlockAllocator::BlockId page) const {
-  return pool_.data() + plane * plane_stride_ + static_cast<int64_t>(page) * params_.run_stride();
+  return pool_.data() + plane * plane_stride_ + static_cast<int64_t>(page) * run_stride_;
 }
 
 int64_t PagedKVCache::pages_to_cover(const Sequence& s, int64_t end_pos) const {

@@ -153,8 +153,8 @@ class PagedKVCache {
   void evict_out_of_window(Sequence& s);
 
   KVCacheParams params_;
-  int64_t head_bytes_ = 0;  // one kv head's row: head_dim elements
-  int64_t page_stride_ = 0;
+  int64_t head_bytes_ = 0;    // one kv head's row: head_dim elements
+  int64_t run_stride_ = 0;    // params_.run_stride()
   int64_t plane_stride_ = 0;  // num_pages runs
   HugePageBuffer pool_;       // streamed by every decode step: on 2 MiB pages
   BlockAllocator allocator_;

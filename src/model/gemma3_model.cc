@@ -151,21 +151,17 @@ void Gemma3Model::execute(const Gemma3Inputs& in, PagedKVCache& cache, Gemma3Out
   logits(in, pos, out);
 }
 
-// Bytes of the weights a matmul phase reads (for the step profile).
-int64_t Gemma3Model::bytes_of(std::initializer_list<const TensorView*> tensors) const {
-  if (profile_ == nullptr) return 0;
-  int64_t total = 0;
-  for (const TensorView* t : tensors) total += t->rows() * t->row_bytes();
-  return total;
-}
-
-// Multiply-adds of a matmul phase over `rows` activation rows (for the step profile).
-int64_t Gemma3Model::multiply_adds_of(std::initializer_list<const TensorView*> tensors,
-                                      int64_t rows) const {
-  if (profile_ == nullptr) return 0;
-  int64_t total = 0;
-  for (const TensorView* t : tensors) total += t->rows() * t->cols();
-  return total * rows;
+// Ends a matmul phase of the step profile: the weight bytes it read and its multiply-adds over
+// `rows` activation rows (weight elements x rows).
+void Gemma3Model::lap_matmul(StepPhase phase, std::initializer_list<const TensorView*> tensors,
+                             int64_t rows) {
+  if (profile_ == nullptr) return;
+  int64_t bytes = 0, elements = 0;
+  for (const TensorView* t : tensors) {
+    bytes += t->rows() * t->row_bytes();
+    elements += t->rows() * t->cols();
+  }
+  clock_.lap(phase, bytes, elements * rows);
 }
 
 // The keys one layer's tokens see, summed over the tokens (windowed on sliding layers).
@@ -236,8 +232,7 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   const MatmulOutput qkv[] = {
       {&w.q_proj, s_.q.data()}, {&w.k_proj, s_.k.data()}, {&w.v_proj, s_.v.data()}};
   matmul_fused(s_.h.data(), n, qkv, &pool_);
-  clock_.lap(StepPhase::kQkv, bytes_of({&w.q_proj, &w.k_proj, &w.v_proj}),
-             multiply_adds_of({&w.q_proj, &w.k_proj, &w.v_proj}, n));
+  lap_matmul(StepPhase::kQkv, {&w.q_proj, &w.k_proj, &w.v_proj}, n);
 
   // Per-head RMSNorm of q and k, then RoPE with the layer type's frequencies.
   const float* tables =
@@ -269,7 +264,7 @@ void Gemma3Model::attention_block(int layer, const Gemma3Inputs& in,
   clock_.lap(StepPhase::kAttention, kv_bytes_read(layer, pos, cache),
              attention_multiply_adds(layer, pos));
   matmul(s_.attn.data(), n, w.o_proj, s_.h.data(), &pool_);
-  clock_.lap(StepPhase::kOutProj, bytes_of({&w.o_proj}), multiply_adds_of({&w.o_proj}, n));
+  lap_matmul(StepPhase::kOutProj, {&w.o_proj}, n);
   add_normed_rows(s_.x.data(), s_.h.data(), w.post_attention_norm, n, h, eps, pool_);
   clock_.lap(StepPhase::kNorms);
 }
@@ -513,8 +508,7 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
   clock_.lap(StepPhase::kNorms);
   const MatmulOutput gate_up[] = {{&w.gate_proj, s_.gate.data()}, {&w.up_proj, s_.up.data()}};
   matmul_fused(s_.h.data(), n, gate_up, &pool_);
-  clock_.lap(StepPhase::kGateUp, bytes_of({&w.gate_proj, &w.up_proj}),
-             multiply_adds_of({&w.gate_proj, &w.up_proj}, n));
+  lap_matmul(StepPhase::kGateUp, {&w.gate_proj, &w.up_proj}, n);
   // Elementwise, split by elements in units of 4096: a decode step's few thousand run on the
   // calling thread (a pool dispatch and barrier cost more than the ~1 us of work).
   pool_.parallel_for(n * ff, 4096, [this](int64_t i0, int64_t i1) {
@@ -522,7 +516,7 @@ void Gemma3Model::mlp_block(int layer, int64_t n) {
   });
   clock_.lap(StepPhase::kGelu);
   matmul(s_.gate.data(), n, w.down_proj, s_.h.data(), &pool_);
-  clock_.lap(StepPhase::kDown, bytes_of({&w.down_proj}), multiply_adds_of({&w.down_proj}, n));
+  lap_matmul(StepPhase::kDown, {&w.down_proj}, n);
   add_normed_rows(s_.x.data(), s_.h.data(), w.post_feedforward_norm, n, h, eps, pool_);
   clock_.lap(StepPhase::kNorms);
 }
@@ -567,8 +561,7 @@ void Gemma3Model::logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos
   if (config_.final_logit_softcapping)
     softcap(out.logits.data(), static_cast<int64_t>(out.logits.size()),
             static_cast<float>(*config_.final_logit_softcapping));
-  clock_.lap(StepPhase::kLmHead, bytes_of({&weights_.lm_head}),
-             multiply_adds_of({&weights_.lm_head}, m));
+  lap_matmul(StepPhase::kLmHead, {&weights_.lm_head}, m);
 }
 
 }  // namespace gemmax

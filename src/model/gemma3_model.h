@@ -76,8 +76,7 @@ class Gemma3Model {
   // First key (counted from the token's first) of chunk c of `chunks`; c == chunks gives n_keys.
   static int64_t chunk_start(int64_t n_keys, int64_t chunks, int64_t c);
   void logits(const Gemma3Inputs& in, const std::vector<int64_t>& pos, Gemma3Outputs& out);
-  int64_t bytes_of(std::initializer_list<const TensorView*> tensors) const;
-  int64_t multiply_adds_of(std::initializer_list<const TensorView*> tensors, int64_t rows) const;
+  void lap_matmul(StepPhase phase, std::initializer_list<const TensorView*> tensors, int64_t rows);
   int64_t visible_keys(int layer, const std::vector<int64_t>& pos) const;
   int64_t attention_multiply_adds(int layer, const std::vector<int64_t>& pos) const;
   int64_t kv_bytes_read(int layer, const std::vector<int64_t>& pos,
