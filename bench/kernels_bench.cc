@@ -221,14 +221,18 @@ void register_all() {
               ->UseRealTime();
         }
       }
-      const Shape lm_head{"lm_head_640x262144", 640, 262144};
-      for (DType t : {DType::kQ8_0, DType::kBF16}) {
-        benchmark::RegisterBenchmark(
-            ("gemv/" + std::string(dtype_name(t)) + "/" + lm_head.name + suffix).c_str(),
-            [=](benchmark::State& st) { bm_matmul(st, t, lm_head, path, threads, 1); })
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime();
-      }
+      // The 270M's tied output projection, and the same bytes as 2560-wide rows (the 4B's width):
+      // the two show what a row costs beyond its bytes.
+      const Shape lm_heads[] = {{"lm_head_640x262144", 640, 262144},
+                                {"rows_2560x65536", 2560, 65536}};
+      for (const Shape& lm_head : lm_heads)
+        for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kBF16}) {
+          benchmark::RegisterBenchmark(
+              ("gemv/" + std::string(dtype_name(t)) + "/" + lm_head.name + suffix).c_str(),
+              [=](benchmark::State& st) { bm_matmul(st, t, lm_head, path, threads, 1); })
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
+        }
       if (threads == 1)
         for (bool values : {false, true})
           benchmark::RegisterBenchmark(
