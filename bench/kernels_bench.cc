@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -126,6 +127,7 @@ __attribute__((target("avx2"))) int64_t read_rows(const uint16_t* const* rows, i
   return _mm256_extract_epi64(acc, 0);
 }
 
+template <class Elem = uint16_t>
 void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_t layers,
                       bool head_major, int loops = 3) {
   constexpr int64_t kHd = 256, kKeys = 576, kChunk = 128, kPage = 16, kPages = kKeys / kPage;
@@ -135,19 +137,28 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
   }
   const int64_t page_elems = 2 * kPage * kv * kHd;
   const auto n_elems = static_cast<size_t>(layers * kPages * page_elems);
-  const size_t copies = layers > 1 ? (size_t{1} << 30) / (n_elems * sizeof(uint16_t)) + 1 : 1;
-  const HugePageBuffer mem(copies * n_elems * sizeof(uint16_t));  // as the KV cache's pool
-  const std::span<uint16_t> all(reinterpret_cast<uint16_t*>(mem.data()), copies * n_elems);
-  for (size_t i = 0; i < all.size(); ++i) all[i] = f32_to_f16(static_cast<float>(i % 17) * 0.01f);
+  const size_t copies = layers > 1 ? (size_t{1} << 30) / (n_elems * sizeof(Elem)) + 1 : 1;
+  const HugePageBuffer mem(copies * n_elems * sizeof(Elem));  // as the KV cache's pool
+  const std::span<Elem> all(reinterpret_cast<Elem*>(mem.data()), copies * n_elems);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const float v = static_cast<float>(i % 17) * 0.01f;
+    if constexpr (std::is_same_v<Elem, float>)
+      all[i] = v;
+    else
+      all[i] = f32_to_f16(v);
+  }
   size_t copy = 0;
-  const uint16_t* cache = all.data();
+  const Elem* cache = all.data();
   auto row = [&](int64_t layer, int64_t pos, int64_t head, bool value) {
-    const uint16_t* page =
+    const Elem* page =
         cache + (layer * kPages + pos / kPage) * page_elems + (value ? kPage * kv * kHd : 0);
     const int64_t r = pos % kPage;
     return page + (head_major ? (head * kPage + r) * kHd : (r * kv + head) * kHd);
   };
-  std::vector<const uint16_t*> keys(kChunk), values(kChunk);
+  std::vector<const Elem*> keys(kChunk), values(kChunk);
+  // From memory the kernels prefetch ahead, as in a decode step; cached (one layer), as in a
+  // prefill, they do not (the prefetches cost ~40% of the cached score loop).
+  const bool stream = layers > 1;
   std::vector<float> q(group * kHd, 0.01f), scores(group * kChunk), out(group * kHd);
   int64_t sum = 0;
   for (auto _ : state) {
@@ -161,18 +172,20 @@ void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_
             keys[j] = row(l, c + j, h, false);
             values[j] = row(l, c + j, h, true);
           }
-          if (loops == 0) sum += read_rows(keys.data(), n, kHd) + read_rows(values.data(), n, kHd);
+          if constexpr (std::is_same_v<Elem, uint16_t>)
+            if (loops == 0)
+              sum += read_rows(keys.data(), n, kHd) + read_rows(values.data(), n, kHd);
           if (loops & 1)
             attention_scores(q.data(), group, kHd, keys.data(), n, 0.0625f, scores.data(), kChunk,
-                             true);
+                             stream);
           if (loops & 2)
             attention_values(scores.data(), kChunk, group, values.data(), n, kHd, out.data(), kHd,
-                             true);
+                             stream);
         }
     benchmark::DoNotOptimize(out.data());
     benchmark::DoNotOptimize(sum);
   }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(n_elems * sizeof(uint16_t)));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(n_elems * sizeof(Elem)));
 }
 
 void bm_matmul(benchmark::State& state, DType t, Shape shape, KernelPath path, int threads,
@@ -252,6 +265,16 @@ void register_all() {
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
         };
+        auto add32 = [&](const std::string& name, int64_t kv, int64_t group, int loops) {
+          benchmark::RegisterBenchmark(
+              ("attention/" + name).c_str(),
+              [=](benchmark::State& st) { bm_attention_f16<float>(st, kv, group, 1, true, loops); })
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
+        };
+        add32("f32_270m/cached", 1, 4, 3);
+        add32("f32_270m/scores_only/cached", 1, 4, 1);
+        add32("f32_270m/values_only/cached", 1, 4, 2);
         add("f16_4b/row_major/memory", 4, 2, 34, false);
         add("f16_4b/head_major/memory", 4, 2, 34, true);
         add("f16_4b/head_major/cached", 4, 2, 1, true);
