@@ -127,9 +127,10 @@ __attribute__((target("avx2"))) int64_t read_rows(const uint16_t* const* rows, i
   return _mm256_extract_epi64(acc, 0);
 }
 
+// Attention over paged K/V rows of Elem (uint16_t: F16; float: F32).
 template <class Elem = uint16_t>
-void bm_attention_f16(benchmark::State& state, int64_t kv, int64_t group, int64_t layers,
-                      bool head_major, int loops = 3) {
+void bm_attention_rows(benchmark::State& state, int64_t kv, int64_t group, int64_t layers,
+                       bool head_major, int loops = 3) {
   constexpr int64_t kHd = 256, kKeys = 576, kChunk = 128, kPage = 16, kPages = kKeys / kPage;
   if (!kernel_path_supported(KernelPath::kAvx2)) {
     state.SkipWithError("AVX2 not supported on this CPU");
@@ -256,25 +257,20 @@ void register_all() {
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
       if (threads == 1 && path == KernelPath::kAvx2) {
-        auto add = [&](const std::string& name, int64_t kv, int64_t group, int64_t layers,
-                       bool head_major, int loops = 3) {
+        // K/V rows stored as Elem (uint16_t: F16, the cache's default; float: F32).
+        auto add = [&]<class Elem = uint16_t>(const std::string& name, int64_t kv, int64_t group,
+                                              int64_t layers, bool head_major, int loops = 3) {
           benchmark::RegisterBenchmark(("attention/" + name).c_str(),
                                        [=](benchmark::State& st) {
-                                         bm_attention_f16(st, kv, group, layers, head_major, loops);
+                                         bm_attention_rows<Elem>(st, kv, group, layers, head_major,
+                                                                 loops);
                                        })
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
         };
-        auto add32 = [&](const std::string& name, int64_t kv, int64_t group, int loops) {
-          benchmark::RegisterBenchmark(
-              ("attention/" + name).c_str(),
-              [=](benchmark::State& st) { bm_attention_f16<float>(st, kv, group, 1, true, loops); })
-              ->Unit(benchmark::kMillisecond)
-              ->UseRealTime();
-        };
-        add32("f32_270m/cached", 1, 4, 3);
-        add32("f32_270m/scores_only/cached", 1, 4, 1);
-        add32("f32_270m/values_only/cached", 1, 4, 2);
+        add.operator()<float>("f32_270m/cached", 1, 4, 1, true);
+        add.operator()<float>("f32_270m/scores_only/cached", 1, 4, 1, true, 1);
+        add.operator()<float>("f32_270m/values_only/cached", 1, 4, 1, true, 2);
         add("f16_4b/row_major/memory", 4, 2, 34, false);
         add("f16_4b/head_major/memory", 4, 2, 34, true);
         add("f16_4b/head_major/cached", 4, 2, 1, true);
